@@ -1,0 +1,29 @@
+"""Pieces shared by the command modules: consoles, common options, opening the store."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="Database: a SQLAlchemy URL (postgresql://…) or a SQLite file path. "
+        "Default: $WATTWISE_DATABASE_URL, else SQLite in the user data directory.",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+
+
+def open_store(db: str | None):  # noqa: ANN201 - avoids importing the store at CLI start
+    from wattwise.config import resolve_database_url
+    from wattwise.store import Store
+
+    return Store(resolve_database_url(db))
