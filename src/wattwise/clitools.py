@@ -22,7 +22,7 @@ DbOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
 
 
-def open_store(db: str | None):  # noqa: ANN201 - avoids importing the store at CLI start
+def open_store(db: str | None):
     from wattwise.config import resolve_database_url
     from wattwise.store import Store
 

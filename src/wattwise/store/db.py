@@ -1,0 +1,69 @@
+"""Engines and migrations. Every area's migration hangs off revision 0001 (its own branch); we upgrade to
+all heads, so areas can add tables independently."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from wattwise.errors import WattwiseError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_migrated: set[str] = set()
+_lock = threading.Lock()
+
+
+def make_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise WattwiseError(f"not a database URL: {url!r} ({exc})") from exc
+    if parsed.drivername.startswith("sqlite"):
+        database = parsed.database
+        if database and database != ":memory:":
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    try:
+        return create_engine(parsed, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:
+        raise WattwiseError(
+            f"the database driver for {parsed.drivername} is not installed ({exc.name}); "
+            "for PostgreSQL install wattwise[postgres]"
+        ) from exc
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision of every branch (once per process and URL)."""
+    key = engine.url.render_as_string(hide_password=False)
+    with _lock:
+        if key in _migrated:
+            return
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        try:
+            with engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "heads")
+        except OperationalError as exc:
+            raise WattwiseError(f"cannot open database {engine.url.render_as_string()}: {exc.orig}") from exc
+        _migrated.add(key)
