@@ -1,0 +1,1 @@
+"""Grid carbon intensity: static per-country factors (`static`), trace files (`trace`), live sources."""
