@@ -36,10 +36,18 @@ class Series:
     def label(self) -> str:
         return f"{self.name}[{self.detail}]" if self.detail else self.name
 
+    def covers(self, start_us: float, end_us: float) -> bool:
+        """Whether the series was sampled at some point of the window (a unit attached later is not)."""
+        return len(self.t_us) > 0 and self.t_us[0] <= end_us and self.t_us[-1] >= start_us
+
     def delta(self, start_us: float, end_us: float) -> float | None:
+        if not self.covers(start_us, end_us):
+            return None
         return ts.counter_delta_raw(self.t_us, self.values, start_us, end_us)
 
     def integral(self, start_us: float, end_us: float) -> float | None:
+        if not self.covers(start_us, end_us):
+            return None
         return ts.gauge_integral_raw(self.t_us, self.values, start_us, end_us)
 
     def amount(self, start_us: float, end_us: float) -> float | None:
@@ -49,6 +57,8 @@ class Series:
         return self.integral(start_us, end_us)
 
     def peak(self, start_us: float, end_us: float) -> float | None:
+        if not self.covers(start_us, end_us):
+            return None
         if self.kind == "counter":
             return ts.counter_peak_rate_raw(self.t_us, self.values, start_us, end_us)
         return ts.gauge_max_raw(self.t_us, self.values, start_us, end_us)

@@ -174,6 +174,10 @@ class EstimatedPowerProvider(Provider):
             self._curve = default_power_curve()
         return self._curve
 
+    @curve.setter
+    def curve(self, curve: PowerCurve) -> None:
+        self._curve = curve
+
     def availability(self) -> Availability:
         try:
             read_cpu_times(self.proc_root)

@@ -1,0 +1,24 @@
+"""GMT note lines: `<unix-time> <text>` printed by the measured program.
+
+GMT uses microseconds (16 digits). Seconds (10), milliseconds (13) and nanoseconds (19 digits) are
+recognised by their length, so a program that prints `time.time_ns()` works as well.
+"""
+
+from __future__ import annotations
+
+import re
+
+_NOTE_RE = re.compile(r"^\s*(\d{10}|\d{13}|\d{16}|\d{19})(?:\.\d+)?\s+(\S.*?)\s*$")
+_SCALE = {10: 1_000_000, 13: 1_000, 16: 1, 19: 0}
+
+
+def parse_note_line(line: str) -> tuple[int, str] | None:
+    """(t_us, text) when the line is a note, else None."""
+    match = _NOTE_RE.match(line)
+    if not match:
+        return None
+    digits = match.group(1)
+    value = int(digits)
+    scale = _SCALE[len(digits)]
+    t_us = value * scale if scale else value // 1000
+    return t_us, match.group(2)
