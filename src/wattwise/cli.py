@@ -14,11 +14,16 @@ from wattwise.errors import WattwiseError
 #: modules with a `register(app)` function, in the order their commands appear in --help
 COMMAND_MODULES = [
     "wattwise.measure.cli",
+    "wattwise.measure.scenario.cli",
     "wattwise.store.cli",
     "wattwise.report.cli",
+    "wattwise.analysis.cli",
     "wattwise.providers.cli",
     "wattwise.jobmodel.cli",
     "wattwise.schedule.cli",
+    "wattwise.web.cli",
+    "wattwise.cluster.cli",
+    "wattwise.monitor.cli",
 ]
 
 app = typer.Typer(
