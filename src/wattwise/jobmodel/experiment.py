@@ -23,7 +23,9 @@ Variants:
 Events are read live from the program: note lines ``<unix time> <label>`` on its stdout, lines
 ``<unix time>, <label>`` appended to the file named by $WATTWISE_EVENTS_FILE, and with
 ``stdout_events`` every other stdout line (timed on arrival). The phase map says which events start
-which phases, and so where to stop.
+which phases, and so where to stop. The program also gets $WATTWISE_VARIANT, $WATTWISE_REP and
+$WATTWISE_RESUME (1 when it should resume from its checkpoint, else 0), so that each recording can keep
+its checkpoints apart.
 
 The power comes from a :class:`Meter`: anything with ``start()`` and ``stop() -> PowerTrace``.
 :class:`SamplerMeter` samples wattwise's machine providers into a store run (so that the recording is
@@ -505,9 +507,10 @@ def record(variant: str, rep: int, options: CampaignOptions, phasemap: PhaseMap,
         else:
             say(f"{variant} #{rep}: running")
             rule = stop_rule(variant, phasemap, options.epoch)
+            env = {"WATTWISE_VARIANT": variant, "WATTWISE_REP": str(rep), "WATTWISE_RESUME": "0"}
             first = run_program(options.argv, stop_when=rule, stop_signal=options.stop_signal,
                                 stdout_events=options.stdout_events, timeout_s=options.timeout_s,
-                                cwd=options.cwd)
+                                cwd=options.cwd, env=env)
             segments.append(first)
             if rule is not None and not first.stopped:
                 raise ExperimentError(
@@ -521,7 +524,8 @@ def record(variant: str, rep: int, options: CampaignOptions, phasemap: PhaseMap,
             if variant in RESUME_VARIANTS:
                 say(f"{variant} #{rep}: resuming")
                 resume = run_program(options.resume_argv or options.argv, stdout_events=options.stdout_events,
-                                     timeout_s=options.timeout_s, cwd=options.cwd)
+                                     timeout_s=options.timeout_s, cwd=options.cwd,
+                                     env={**env, "WATTWISE_RESUME": "1"})
                 segments.append(resume)
                 if resume.exit_code != 0:
                     raise ExperimentError(f"variant {variant}: the resumed program exited with code "

@@ -71,7 +71,9 @@ def experiment_command(
 
     The program tells its progress by printing note lines '<unix time> <label>' (e.g.
     '1700000000.5 Epoch 1.0. Saved. Steps: 12'), by appending '<unix time>, <label>' lines to the file
-    named by $WATTWISE_EVENTS_FILE, or (with --stdout-events) by plain stdout lines.
+    named by $WATTWISE_EVENTS_FILE, or (with --stdout-events) by plain stdout lines. It gets
+    $WATTWISE_VARIANT, $WATTWISE_REP and $WATTWISE_RESUME (1: resume from your checkpoint, 0: start
+    afresh) to keep each recording's checkpoints apart.
 
     Example:
 

@@ -69,7 +69,7 @@ def plot_run(run: PowerRun, output: str | Path, *, model: JobModel | None = None
     origin = _origin(run, job_start_s)
     times = run.times_s - origin
     power = run.power_w - baseline_w
-    fig, ax = plt.subplots(figsize=(11, 4.5))
+    fig, ax = plt.subplots(figsize=(12.5, 4.5))
     try:
         ax.plot(times, power, ".", ms=2.5, alpha=0.35, color="tab:blue", label="samples")
         ax.plot(times, smooth(power, _interval(run), sigma_s), "-", lw=1.6, color="tab:blue",
@@ -92,7 +92,7 @@ def plot_run(run: PowerRun, output: str | Path, *, model: JobModel | None = None
         ax.set_ylabel("power (W)" + (f", minus {baseline_w:.3g} W baseline" if baseline_w else ""))
         ax.set_title(title or run.name)
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8)
         fig.tight_layout()
         output.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(output, format=fmt, dpi=120)
