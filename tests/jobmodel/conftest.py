@@ -21,6 +21,15 @@ def truth_model(epochs: int = 2) -> JobModel:
     )
 
 
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rich wraps at 80 columns when not on a terminal; tests read whole lines."""
+    from wattwise import clitools
+
+    monkeypatch.setattr(clitools.console, "width", 400)
+    monkeypatch.setattr(clitools.err_console, "width", 400)
+
+
 @pytest.fixture
 def truth() -> JobModel:
     return truth_model()
