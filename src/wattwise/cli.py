@@ -61,7 +61,9 @@ for _module in COMMAND_MODULES:
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        result = app(standalone_mode=False)
+        if isinstance(result, int) and result:  # click returns typer.Exit's code in non-standalone mode
+            sys.exit(result)
     except WattwiseError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(2)

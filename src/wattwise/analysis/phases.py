@@ -113,9 +113,9 @@ def _sum(values: Iterable[float | None]) -> float | None:
 
 
 def _is_rapl_total_zone(series: Series) -> bool:
-    # package and dram zones; core/uncore (pp0/pp1) lie inside the package and would be counted twice
+    # package and dram zones only: core/uncore (pp0/pp1) lie inside the package, psys contains it
     detail = series.detail.lower()
-    return "core" not in detail and "pp0" not in detail and "pp1" not in detail
+    return not any(part in detail for part in ("core", "pp0", "pp1", "psys"))
 
 
 def machine_energy(series: list[Series], start_us: float, end_us: float) -> EnergyFigure:
@@ -180,6 +180,8 @@ class PhaseSummary:
     energy_by_source_j: dict[str, float] = field(default_factory=dict)
     parent: str | None = None
     hidden: bool = False
+    #: names of the visible flow sub-phases this phase's figures were summed from ([RUNTIME] only)
+    rebuilt_from: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -249,6 +251,62 @@ def _max(values: Iterable[float | None]) -> float | None:
     return max(present) if present else None
 
 
+def combine_phases(
+    name: str, parts: list[PhaseSummary], *, template: PhaseSummary | None = None
+) -> PhaseSummary:
+    """One summary from disjoint phases (e.g. [RUNTIME] from its visible flow sub-phases): amounts are
+    summed, means weighted by duration, peaks are the largest."""
+    duration = sum(p.duration_s for p in parts)
+    energy = _sum(p.energy_j for p in parts)
+    weighted = [(p.duration_s, p.cpu_utilization_mean) for p in parts if p.cpu_utilization_mean is not None]
+    weight = sum(d for d, _ in weighted)
+    by_source: dict[str, float] = {}
+    for p in parts:
+        for key, value in p.energy_by_source_j.items():
+            by_source[key] = by_source.get(key, 0.0) + value
+    unit_cpu = _sum(p.unit_cpu_time_s for p in parts)
+    unit_energy = _sum(p.unit_energy_j for p in parts)
+    return PhaseSummary(
+        name=name,
+        start_us=min(p.start_us for p in parts),
+        end_us=max(p.end_us for p in parts),
+        duration_s=duration,
+        energy_j=energy,
+        mean_power_w=energy / duration if energy is not None and duration > 0 else None,
+        peak_power_w=_max(p.peak_power_w for p in parts),
+        carbon_g=_sum(p.carbon_g for p in parts),
+        estimated=any(p.estimated for p in parts),
+        energy_source=parts[0].energy_source,
+        samples=sum(p.samples for p in parts),
+        cpu_utilization_mean=sum(d * v for d, v in weighted) / weight if weight > 0 else None,
+        unit_cpu_time_s=unit_cpu,
+        unit_cpu_share=(unit_energy / energy) if unit_energy is not None and energy else None,
+        unit_energy_j=unit_energy,
+        unit_memory_peak_b=_max(p.unit_memory_peak_b for p in parts),
+        network_rx_b=_sum(p.network_rx_b for p in parts),
+        network_tx_b=_sum(p.network_tx_b for p in parts),
+        energy_by_source_j=by_source,
+        parent=template.parent if template else None,
+        hidden=template.hidden if template else False,
+        rebuilt_from=[p.name for p in parts],
+    )
+
+
+def rebuild_runtime(phases: list[PhaseSummary], runtime: str = "[RUNTIME]") -> list[PhaseSummary]:
+    """Replace (or add) `runtime` by the combination of its visible flow sub-phases, when it has any."""
+    children = [p for p in phases if p.parent == runtime and not p.hidden]
+    if not children:
+        return phases
+    out = list(phases)
+    current = next((p for p in out if p.name == runtime), None)
+    rebuilt = combine_phases(runtime, children, template=current)
+    if current is not None:
+        out[out.index(current)] = rebuilt
+    else:
+        out.insert(out.index(children[0]), rebuilt)
+    return out
+
+
 def summarize_run(
     store: Store,
     run_id: int,
@@ -280,6 +338,7 @@ def summarize_run(
         )
         for p in store.phases(run_id)
     ]
+    phases = rebuild_runtime(phases)
     return {
         "run_id": run.id,
         "name": run.name,
