@@ -50,7 +50,7 @@ def test_migrations_are_idempotent(db_url: str) -> None:
     assert len(store.list_runs()) == 1
 
 
-def test_bad_urls_are_explained(tmp_path) -> None:  # noqa: ANN001
+def test_bad_urls_are_explained(tmp_path) -> None:
     with pytest.raises(WattwiseError, match="not a database URL"):
         Store("::nonsense::")
     with pytest.raises(WattwiseError, match="cannot open database"):
