@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -45,7 +46,7 @@ def test_power_at_and_segments() -> None:
     segments = m.segments()
     assert segments[0] == (0.0, 10.0, 20.0) and segments[-1] == (225.0, 227.0, 30.0)
     assert math.isclose(sum((e - s) * p for s, e, p in segments), m.energy_j)
-    assert all(a[1] == b[0] for a, b in zip(segments, segments[1:], strict=False))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(segments))
     import numpy as np
 
     times = np.array([-1, 0, 10, 13, 226.9, 227])
@@ -158,7 +159,7 @@ def test_file_errors(tmp_path: Path) -> None:
         load_model(bad_yaml)
     with pytest.raises(ModelError, match="not found"):
         load_model(tmp_path / "missing.json")
-    with pytest.raises(ModelError, match="use .json, .yml or .yaml"):
+    with pytest.raises(ModelError, match=r"use \.json, \.yml or \.yaml"):
         load_model(tmp_path / "model.txt")
     empty = tmp_path / "empty.yaml"
     empty.write_text("\n")

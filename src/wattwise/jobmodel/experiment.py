@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -111,18 +112,24 @@ class FunctionMeter:
         self._thread: threading.Thread | None = None
         self._times: list[float] = []
         self._values: list[float] = []
+        self._error: Exception | None = None
 
     def _loop(self) -> None:
         next_t = time.monotonic()
         while True:
+            try:
+                value = float(self.read_w())
+            except Exception as exc:  # reported by stop()
+                self._error = exc
+                return
             self._times.append(time.time())
-            self._values.append(float(self.read_w()))
+            self._values.append(value)
             next_t += self.interval_s
             if self._stop.wait(max(0.0, next_t - time.monotonic())):
                 break
 
     def start(self) -> None:
-        self._times, self._values = [], []
+        self._times, self._values, self._error = [], [], None
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="wattwise-meter")
         self._thread.start()
@@ -131,6 +138,8 @@ class FunctionMeter:
         self._stop.set()
         if self._thread:
             self._thread.join()
+        if self._error is not None:
+            raise ExperimentError(f"the {self.source} meter failed: {self._error}") from self._error
         self._times.append(time.time())
         self._values.append(float(self.read_w()))
         return PowerTrace(np.array(self._times), np.array(self._values), self.source)
@@ -195,6 +204,11 @@ class Segment:
     output: str = ""
 
 
+#: a note line with Unix seconds and a fraction, e.g. "1700000000.25 Start training" (the integer forms with
+#: 10, 13, 16 or 19 digits are read by wattwise.measure.notes)
+_SECONDS_NOTE = re.compile(r"^\s*(\d{10}\.\d+)\s+(\S.*)$")
+
+
 class _EventSource:
     """Collects events live from stdout and the events file."""
 
@@ -218,8 +232,11 @@ class _EventSource:
             now = time.time()
             line = raw.decode(errors="replace").rstrip("\n")
             self.lines.append(line)
+            seconds = _SECONDS_NOTE.match(line)
             note = parse_note_line(line)
-            if note is not None:
+            if seconds is not None:
+                self.add(Event(float(seconds.group(1)), seconds.group(2).strip()))
+            elif note is not None:
                 self.add(Event(note[0] / 1e6, note[1]))
             elif self.stdout_events and line.strip():
                 self.add(Event(now, line.strip()))
