@@ -173,8 +173,7 @@ def fit_segments(segments: Sequence[RunSegments]) -> tuple[JobModel, list[PhaseF
         run_means: list[float] = []
         for seg in segments:
             span = seg.spans[position]
-            mask = seg.run.mask_between(span.start_s, span.end_s)
-            values = seg.run.power_w[mask] - seg.baseline_w
+            values = seg.run.power_w[seg.run.slice_between(span.start_s, span.end_s)] - seg.baseline_w
             if len(values):
                 pooled.append(values)
                 run_means.append(float(values.mean()))

@@ -94,6 +94,11 @@ class PowerRun:
         times = self.times_s
         return (times >= t0_s) & (times < t1_s)
 
+    def slice_between(self, t0_s: float, t1_s: float) -> slice:
+        """Samples whose time lies in [t0, t1), as a slice (sample times are sorted)."""
+        times = self.times_s
+        return slice(int(np.searchsorted(times, t0_s, "left")), int(np.searchsorted(times, t1_s, "left")))
+
     def window_baseline_w(self) -> float:
         """Mean power of the samples in the before and after windows (the idle machine)."""
         if self.launch_s is None and self.exit_s is None:
@@ -170,15 +175,21 @@ def read_measurements(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"{path}: has {len(lines)} line(s); needs at least one power line (mW) and the two time lines "
             f"(start and end Unix times) at the end"
         )
-    values = np.empty(len(lines) - 2)
-    for i, line in enumerate(lines[:-2]):
-        text = line.strip()
-        if not text:
-            raise RunError(f"{path}:{i + 1}: empty line; each line must hold one power value in mW")
-        value = _finite(text, path, i + 1, "a power value in mW")
-        if value < 0:
-            raise RunError(f"{path}:{i + 1}: power must not be negative, got {text!r} mW")
-        values[i] = value
+    try:  # fast path; the slow one below names the first bad line
+        values = np.array(lines[:-2], dtype=float)
+        ok = bool(np.all(np.isfinite(values)) and np.all(values >= 0))
+    except ValueError:
+        ok = False
+    if not ok:
+        values = np.empty(len(lines) - 2)
+        for i, line in enumerate(lines[:-2]):
+            text = line.strip()
+            if not text:
+                raise RunError(f"{path}:{i + 1}: empty line; each line must hold one power value in mW")
+            value = _finite(text, path, i + 1, "a power value in mW")
+            if value < 0:
+                raise RunError(f"{path}:{i + 1}: power must not be negative, got {text!r} mW")
+            values[i] = value
     n = len(values)
     start = _finite(lines[-2], path, n + 1, "the start time (Unix seconds, second-to-last line)")
     end = _finite(lines[-1], path, n + 2, "the end time (Unix seconds, last line)")

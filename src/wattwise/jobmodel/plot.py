@@ -71,7 +71,8 @@ def plot_run(run: PowerRun, output: str | Path, *, model: JobModel | None = None
     power = run.power_w - baseline_w
     fig, ax = plt.subplots(figsize=(12.5, 4.5))
     try:
-        ax.plot(times, power, ".", ms=2.5, alpha=0.35, color="tab:blue", label="samples")
+        ax.plot(times, power, ".", ms=2.5, alpha=0.35, color="tab:blue", label="samples",
+                rasterized=len(power) > 5000)  # keeps SVGs of long runs small
         ax.plot(times, smooth(power, _interval(run), sigma_s), "-", lw=1.6, color="tab:blue",
                 label=f"trend (Gaussian σ = {sigma_s:g} s)")
         if model is not None:
