@@ -208,6 +208,23 @@ class UnitCgroup:
                 continue
         return sorted(pids)
 
+    def read_cpu_and_memory(self) -> tuple[float | None, int | None]:
+        """Only CPU seconds and memory in use: two small files, for frequent sampling."""
+        cpu_s: float | None = None
+        acct = self.v1.get("cpuacct")
+        if acct is not None:
+            usage_ns = _read_int(acct / "cpuacct.usage")
+            cpu_s = None if usage_ns is None else usage_ns / 1e9
+        if cpu_s is None and self.v2 is not None:
+            usage_us = _read_keyed(self.v2 / "cpu.stat").get("usage_usec")
+            cpu_s = None if usage_us is None else usage_us / 1e6
+        memory = self.v1.get("memory")
+        if memory is not None:
+            memory_b = _read_int(memory / "memory.usage_in_bytes")
+        else:
+            memory_b = _read_int(self.v2 / "memory.current") if self.v2 is not None else None
+        return cpu_s, memory_b
+
     def read(self) -> CgroupUsage:
         values: dict[str, float | int | None] = {}
         acct = self.v1.get("cpuacct")
@@ -300,8 +317,7 @@ class CgroupProvider(Provider):
             raise ProviderError("the cgroup provider measures a unit: it is attached by `measure` and `run`")
         if not self.unit.exists():
             raise ProviderError(f"cgroup of {self.unit.label} does not exist")
-        first = self.unit.read()
-        self._origin_cpu_s = first.cpu_time_s or 0.0
+        self._origin_cpu_s = self.unit.read_cpu_and_memory()[0] or 0.0
 
     def specs(self) -> Sequence[MetricSpec]:
         label = self.unit.label if self.unit else ""
@@ -314,9 +330,9 @@ class CgroupProvider(Provider):
 
     def read(self) -> Sequence[float | None]:
         assert self.unit is not None
-        usage = self.unit.read()
-        cpu = None if usage.cpu_time_s is None else usage.cpu_time_s - self._origin_cpu_s
-        return [cpu, None if usage.memory_b is None else float(usage.memory_b)]
+        cpu_s, memory_b = self.unit.read_cpu_and_memory()
+        cpu = None if cpu_s is None else cpu_s - self._origin_cpu_s
+        return [cpu, None if memory_b is None else float(memory_b)]
 
 
 # --- creating cgroups for measured units ---------------------------------------------------------

@@ -41,13 +41,10 @@ def read_cpu_times(proc_root: str | Path = "/proc") -> CpuTimes:
         text = path.read_text()
     except OSError as exc:
         raise ProviderError(f"cannot read {path}: {exc.strerror}") from exc
-    totals: list[int] | None = None
-    cpus = 0
-    for line in text.splitlines():
-        if line.startswith("cpu "):
-            totals = [int(x) for x in line.split()[1:]]
-        elif line.startswith("cpu") and line[3:4].isdigit():
-            cpus += 1
+    # only the aggregate line is parsed: the rest of the file (intr, softirq) can be thousands of numbers
+    first, _, _ = text.partition("\n")
+    totals = [int(x) for x in first.split()[1:]] if first.startswith("cpu ") else None
+    cpus = text.count("\ncpu")
     if totals is None or len(totals) < 4:
         raise ProviderError(f"{path} has no aggregate 'cpu' line")
     totals += [0] * (len(_MODES) - len(totals))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -18,6 +17,24 @@ from wattwise.store.db import make_engine, migrate
 from wattwise.store.models import LogEntry, Metric, Note, Phase, Run, RunStatus, samples, utcnow
 
 SampleRow = tuple[int, int, float]  # (metric_id, t_us, value)
+
+# PostgreSQL binary COPY: a row is int16 field count, then per field int32 length + big-endian value
+_PG_ROW = np.dtype([("fields", ">i2"), ("len_m", ">i4"), ("metric_id", ">i4"), ("len_t", ">i4"),
+                    ("t_us", ">i8"), ("len_v", ">i4"), ("value", ">f8")])
+_PG_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+_PG_TRAILER = b"\xff\xff"
+
+
+def _pg_binary_copy(rows: Sequence[SampleRow]) -> bytes:
+    """Encode rows in PostgreSQL's binary COPY format with numpy (no Python loop per row)."""
+    source = np.array(rows, dtype=[("metric_id", "i4"), ("t_us", "i8"), ("value", "f8")])
+    encoded = np.empty(len(source), dtype=_PG_ROW)
+    encoded["fields"] = 3
+    encoded["len_m"], encoded["len_t"], encoded["len_v"] = 4, 8, 8
+    encoded["metric_id"] = source["metric_id"]
+    encoded["t_us"] = source["t_us"]
+    encoded["value"] = source["value"]
+    return _PG_HEADER + encoded.tobytes() + _PG_TRAILER
 
 
 class Store:
@@ -177,10 +194,8 @@ class Store:
         try:
             cursor = raw.cursor()
             if self.is_postgres:
-                buffer = io.StringIO()
-                buffer.writelines(f"{m}\t{t}\t{v!r}\n" for m, t, v in rows)
-                with cursor.copy("COPY samples (metric_id, t_us, value) FROM STDIN") as copy:  # type: ignore[attr-defined]
-                    copy.write(buffer.getvalue())
+                with cursor.copy("COPY samples (metric_id, t_us, value) FROM STDIN (FORMAT BINARY)") as copy:  # type: ignore[attr-defined]
+                    copy.write(_pg_binary_copy(rows))
             else:
                 cursor.executemany("INSERT INTO samples (metric_id, t_us, value) VALUES (?, ?, ?)", rows)
             raw.commit()

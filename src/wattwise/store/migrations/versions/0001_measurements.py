@@ -84,7 +84,7 @@ def upgrade() -> None:
     op.create_index("ix_logs_run_id", "logs", ["run_id"])
     op.create_table(
         "samples",
-        sa.Column("metric_id", sa.Integer, sa.ForeignKey("metrics.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("metric_id", sa.Integer, nullable=False),  # no FK (ingest speed): delete_run cleans up
         sa.Column("t_us", sa.BigInteger, nullable=False),
         sa.Column("value", sa.Float, nullable=False),
     )

@@ -1,4 +1,4 @@
-"""web: API tokens
+"""web: API tokens, chart and result caches
 
 Revision ID: 0002
 Revises: 0001
@@ -28,8 +28,29 @@ def upgrade() -> None:
         sa.Column("revoked_at", sa.DateTime(timezone=True)),
     )
     op.create_index("ix_api_tokens_token_hash", "api_tokens", ["token_hash"], unique=True)
+    op.create_table(
+        "web_series_cache",
+        sa.Column(
+            "metric_id",
+            sa.Integer,
+            sa.ForeignKey("metrics.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("run_version", sa.String(64), nullable=False),
+        sa.Column("sample_count", sa.Integer, nullable=False),
+        sa.Column("payload", sa.LargeBinary, nullable=False),
+    )
+    op.create_table(
+        "web_result_cache",
+        sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("key", sa.String(100), primary_key=True),
+        sa.Column("fingerprint", sa.String(64), nullable=False),
+        sa.Column("payload", sa.JSON),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("web_result_cache")
+    op.drop_table("web_series_cache")
     op.drop_index("ix_api_tokens_token_hash", table_name="api_tokens")
     op.drop_table("api_tokens")
