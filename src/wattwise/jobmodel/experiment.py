@@ -550,8 +550,13 @@ def record(variant: str, rep: int, options: CampaignOptions, phasemap: PhaseMap,
             middle_start, middle_end = segments[0].launch_s, segments[-1].exit_s
         say(f"{variant} #{rep}: after window")
         _sleep(options.after_s)
-    finally:
-        trace = meter.stop()
+    except BaseException:
+        try:
+            meter.stop()
+        except Exception:  # the first error is the one to report
+            pass
+        raise
+    trace = meter.stop()
     start_s = middle_start - options.before_s if variant != "idle" else recording_start
     end_s = middle_end + options.after_s
     rec = Recording(variant, rep, start_s, end_s, segments, trace.energy_between(middle_start, middle_end),
