@@ -17,12 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _target import report  # noqa: E402
-
-from wattwise.measure.sampler import Sampler  # noqa: E402
-from wattwise.providers import default_machine_providers  # noqa: E402
-from wattwise.providers.cgroup import CgroupMounts, CgroupProvider, UnitCgroup  # noqa: E402
-from wattwise.store import Store  # noqa: E402
+from _target import report
+from wattwise.measure.sampler import Sampler
+from wattwise.providers import default_machine_providers
+from wattwise.providers.cgroup import CgroupMounts, CgroupProvider, UnitCgroup
+from wattwise.store import Store
 
 MEASURE_S = float(os.environ.get("WATTWISE_BENCH_SAMPLER_S", "10"))
 PG_ADMIN = os.environ.get("WATTWISE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -52,11 +51,15 @@ def ingest(url: str, total: int = 1_000_000, batch: int = 100_000) -> float:
 
     store = Store(url)
     run_id = store.create_run("ingest")
-    metric_ids = [store.add_metric(run_id, MetricSpec(f"m{i}_w", "W", Kind.GAUGE), "bench") for i in range(10)]
-    rows = [(metric_ids[i % 10], 1_700_000_000_000_000 + i * 1000, float(i % 977) * 0.5) for i in range(total)]
+    metric_ids = [
+        store.add_metric(run_id, MetricSpec(f"m{i}_w", "W", Kind.GAUGE), "bench") for i in range(10)
+    ]
+    rows = [
+        (metric_ids[i % 10], 1_700_000_000_000_000 + i * 1000, float(i % 977) * 0.5) for i in range(total)
+    ]
     started = time.perf_counter()
     for offset in range(0, total, batch):
-        store.add_samples(rows[offset:offset + batch])
+        store.add_samples(rows[offset : offset + batch])
     elapsed = time.perf_counter() - started
     assert store.sample_count(run_id) == total
     store.close()
@@ -69,10 +72,14 @@ def main() -> int:
         directory = Path(tmp)
         for interval_s in (0.1, 0.01):
             share, samples, providers = sampler_overhead(interval_s, directory)
-            print(f"sampler at {interval_s * 1000:g} ms for {MEASURE_S:g} s: {samples} samples from "
-                  f"{', '.join(providers)}; {share * 100:.3f} % of one core")
+            print(
+                f"sampler at {interval_s * 1000:g} ms for {MEASURE_S:g} s: {samples} samples from "
+                f"{', '.join(providers)}; {share * 100:.3f} % of one core"
+            )
             if interval_s == 0.1:
-                ok &= report("sampler_overhead_100ms", share * 100, "% of one core", 1.0, higher_is_better=False)
+                ok &= report(
+                    "sampler_overhead_100ms", share * 100, "% of one core", 1.0, higher_is_better=False
+                )
             else:
                 print(f"TARGET-FREE sampler_overhead_10ms: {share * 100:.3f} % of one core")
         rate = ingest(f"sqlite:///{directory / 'ingest.db'}")
