@@ -1,0 +1,344 @@
+"""Reading a usage_scenario.yml: variables, YAML with the line of every key, `!include`, `compose-file`.
+
+The steps, in order:
+1. `__GMT_VAR_NAME__` variables are replaced as plain text in the scenario and in every file it
+   includes (before YAML parsing, so a variable may stand anywhere). A variable in a file with no value
+   given is an error naming its line; a value given for a variable that no file uses is an error too.
+2. The text is parsed into YAML nodes and converted to plain Python values. Each key and list item's
+   file and line are recorded by key path, so that later checks can say where a problem is.
+   Duplicate keys are errors (PyYAML would silently keep the last one).
+3. `!include FILE` is replaced by the contents of FILE, `!include FILE KEY` by its top-level KEY.
+   FILE must be inside the scenario's folder (no absolute paths, no `..`, no symlinks leading out).
+4. `compose-file: <mapping>` (usually `!include compose.yml`) is deep-merged under the scenario: the
+   scenario's keys win, mappings merge key by key, and services set to null are removed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from wattwise.measure.scenario.problems import KeyPath, Location, Problem, ScenarioError
+
+VARIABLE_RE = re.compile(r"__GMT_VAR_(\w+?)__")
+INCLUDE_TAG = "!include"
+MAX_INCLUDE_DEPTH = 10
+
+
+def variable_name(key: str) -> str:
+    """`PORT` or `__GMT_VAR_PORT__` -> `__GMT_VAR_PORT__`."""
+    key = key.strip()
+    if VARIABLE_RE.fullmatch(key):
+        return key
+    if re.fullmatch(r"\w+", key) and not key.startswith("__"):
+        return f"__GMT_VAR_{key}__"
+    raise ScenarioError(
+        "--variable",
+        [
+            Problem(
+                None,
+                (),
+                f"variable name {key!r} is not valid: use NAME=VALUE or __GMT_VAR_NAME__=VALUE "
+                "(letters, digits and underscores)",
+            )
+        ],
+    )
+
+
+def parse_variables(pairs: list[str] | None) -> dict[str, str]:
+    """`--variable K=V` values into {'__GMT_VAR_K__': 'V'}."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ScenarioError(
+                "--variable",
+                [Problem(None, (), f"{pair!r} has no value: use --variable NAME=VALUE")],
+            )
+        key, value = pair.split("=", 1)
+        out[variable_name(key)] = value
+    return out
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that knows the `!include` tag (resolved by `_Reader`, not by the constructor)."""
+
+
+def _include_placeholder(loader: _Loader, node: Node) -> None:  # pragma: no cover - never called
+    raise AssertionError("!include is resolved while converting nodes")
+
+
+_Loader.add_constructor(INCLUDE_TAG, _include_placeholder)
+
+
+@dataclass
+class Document:
+    """A scenario's merged content, the location of each key path, and what was read to make it."""
+
+    path: Path
+    value: Any
+    locations: dict[KeyPath, Location]
+    text: str  # the scenario file's text after variable substitution
+    files: list[str] = field(default_factory=list)  # display names of every file read
+
+    def location(self, path: KeyPath) -> Location | None:
+        """Where a key path is written (or the nearest enclosing key that is)."""
+        while True:
+            if path in self.locations:
+                return self.locations[path]
+            if not path:
+                return None
+            path = path[:-1]
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+class _Reader:
+    def __init__(self, root: Path, variables: dict[str, str]) -> None:
+        self.root = root.resolve()
+        self.variables = variables
+        self.used: set[str] = set()
+        self.problems: list[Problem] = []
+        self.files: list[str] = []
+        self.include_stack: list[Path] = []
+
+    def display(self, path: Path) -> str:
+        try:
+            return str(path.resolve().relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    def problem(self, location: Location | None, path: KeyPath, message: str) -> None:
+        self.problems.append(Problem(location, path, message))
+
+    # --- text ------------------------------------------------------------------------------------
+    def substitute(self, text: str, file: str) -> str:
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(0)
+            if name in self.variables:
+                self.used.add(name)
+                return self.variables[name]
+            line = text.count("\n", 0, match.start()) + 1
+            short = match.group(1)
+            self.problem(
+                Location(file, line),
+                (),
+                f"variable {name} has no value: give it with --variable {short}=VALUE",
+            )
+            return name
+
+        return VARIABLE_RE.sub(replace, text)
+
+    def read_file(
+        self, path: Path, base: KeyPath, locations: dict[KeyPath, Location]
+    ) -> tuple[Any, str] | None:
+        """Parse one file; its key locations are stored under `base`. None when it could not be read."""
+        file = self.display(path)
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            self.problem(Location(file, 1), (), "is not UTF-8 text")
+            return None
+        except OSError as exc:
+            self.problem(None, (), f"cannot read {file}: {exc.strerror}")
+            return None
+        self.files.append(file)
+        text = self.substitute(raw, file)
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark else 1
+            reason = " ".join(str(part) for part in (exc.problem, exc.context) if part)
+            self.problem(Location(file, line), (), f"YAML syntax error: {reason or exc}")
+            return None
+        except yaml.YAMLError as exc:
+            self.problem(Location(file, 1), (), f"YAML syntax error: {exc}")
+            return None
+        finally:
+            loader.dispose()
+        if node is None:
+            return None, text
+        self.include_stack.append(path.resolve())
+        try:
+            value = self.convert(node, loader, file, base, locations)
+        finally:
+            self.include_stack.pop()
+        return value, text
+
+    # --- nodes -----------------------------------------------------------------------------------
+    def convert(
+        self, node: Node, loader: _Loader, file: str, path: KeyPath, locations: dict[KeyPath, Location]
+    ) -> Any:
+        here = Location(file, node.start_mark.line + 1)
+        locations.setdefault(path, here)
+        if node.tag == INCLUDE_TAG:
+            return self.include(node, file, path, locations)
+        if isinstance(node, MappingNode):
+            try:
+                loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
+            except yaml.MarkedYAMLError as exc:
+                self.problem(here, path, f"YAML merge key error: {exc.problem}")
+                return {}
+            result: dict[Any, Any] = {}
+            first_line: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, ScalarNode):
+                    self.problem(
+                        Location(file, key_node.start_mark.line + 1), path, "keys must be plain text"
+                    )
+                    continue
+                key = self.scalar(key_node, loader, file, path)
+                if isinstance(key, bool | int | float) or key is None:
+                    key = key_node.value  # `80: x` or `on: x` keep their text
+                line = key_node.start_mark.line + 1
+                if key in first_line:
+                    self.problem(
+                        Location(file, line),
+                        (*path, key),
+                        f"duplicate key (first given on line {first_line[key]})",
+                    )
+                    continue
+                first_line[key] = line
+                locations.setdefault((*path, key), Location(file, line))
+                result[key] = self.convert(value_node, loader, file, (*path, key), locations)
+            return result
+        if isinstance(node, SequenceNode):
+            return [
+                self.convert(item, loader, file, (*path, index), locations)
+                for index, item in enumerate(node.value)
+            ]
+        return self.scalar(node, loader, file, path)
+
+    def scalar(self, node: Node, loader: _Loader, file: str, path: KeyPath) -> Any:
+        try:
+            return loader.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as exc:
+            problem = exc.problem or str(exc)
+            if node.tag.startswith("!"):
+                problem = f"unknown YAML tag {node.tag} (only !include is supported)"
+            self.problem(Location(file, node.start_mark.line + 1), path, problem)
+            return None
+
+    def include(self, node: Node, file: str, path: KeyPath, locations: dict[KeyPath, Location]) -> Any:
+        here = Location(file, node.start_mark.line + 1)
+        if not isinstance(node, ScalarNode) or not str(node.value).strip():
+            self.problem(here, path, "!include takes a file name and an optional key: !include FILE [KEY]")
+            return None
+        args = str(node.value).split()
+        if len(args) > 2:
+            self.problem(here, path, "!include takes a file name and an optional key: !include FILE [KEY]")
+            return None
+        name, key = args[0], (args[1] if len(args) == 2 else None)
+        target = Path(name)
+        resolved = (self.root / target).resolve()
+        if target.is_absolute() or not resolved.is_relative_to(self.root):
+            self.problem(
+                here, path, f"!include {name}: only files inside the scenario's folder can be included"
+            )
+            return None
+        if not resolved.is_file():
+            self.problem(here, path, f"!include {name}: no such file in the scenario's folder")
+            return None
+        if resolved in self.include_stack:
+            chain = " -> ".join(self.display(p) for p in [*self.include_stack, resolved])
+            self.problem(here, path, f"!include {name}: files include each other ({chain})")
+            return None
+        if len(self.include_stack) > MAX_INCLUDE_DEPTH:
+            self.problem(here, path, f"!include {name}: more than {MAX_INCLUDE_DEPTH} nested includes")
+            return None
+        inner: dict[KeyPath, Location] = {}
+        read = self.read_file(resolved, (), inner)
+        if read is None:
+            return None
+        value, _ = read
+        if key is not None:
+            if not isinstance(value, dict) or key not in value:
+                self.problem(here, path, f"!include {name} {key}: {name} has no top-level key {key!r}")
+                return None
+            value = value[key]
+            inner = {p[1:]: loc for p, loc in inner.items() if p[:1] == (key,)}
+        for sub, loc in inner.items():
+            if sub:
+                locations.setdefault((*path, *sub), loc)
+        return value
+
+
+def deep_merge(base: Any, over: Any) -> Any:
+    """`over` merged onto `base`: mappings key by key (recursively), anything else replaced."""
+    if not isinstance(base, dict) or not isinstance(over, dict):
+        return over
+    merged = dict(base)
+    for key, value in over.items():
+        merged[key] = deep_merge(merged[key], value) if key in merged else value
+    return merged
+
+
+def load_document(path: str | Path, variables: dict[str, str] | None = None) -> Document:
+    """Read, substitute, parse, include and merge a scenario file. Raises ScenarioError with every
+    problem found (file, line, key path, message)."""
+    path = Path(path)
+    variables = dict(variables or {})
+    if not path.is_file():
+        raise ScenarioError(str(path), [Problem(None, (), "no such file")])
+    reader = _Reader(path.resolve().parent, variables)
+    locations: dict[KeyPath, Location] = {}
+    read = reader.read_file(path.resolve(), (), locations)
+    for name in sorted(set(variables) - reader.used):
+        short = VARIABLE_RE.fullmatch(name)
+        shown = short.group(1) if short else name
+        reader.problem(
+            None, (), f"variable {shown} is given (--variable) but no file of the scenario uses {name}"
+        )
+    if reader.problems or read is None:
+        if read is not None and read[0] is None and not reader.problems:
+            reader.problem(Location(reader.display(path), 1), (), "the file is empty")
+        raise ScenarioError(str(path), reader.problems)
+    value, text = read
+    if value is None:
+        raise ScenarioError(str(path), [Problem(Location(reader.display(path), 1), (), "the file is empty")])
+    document = Document(path, value, locations, text, reader.files)
+    if isinstance(value, dict) and "compose-file" in value:
+        _merge_compose(document)
+    return document
+
+
+def _merge_compose(document: Document) -> None:
+    value = dict(document.value)
+    compose = value.pop("compose-file")
+    where = document.locations.get(("compose-file",))
+    if not isinstance(compose, dict):
+        raise ScenarioError(
+            str(document.path),
+            [
+                Problem(
+                    where,
+                    ("compose-file",),
+                    f"must be a mapping, got {_describe(compose)}: write compose-file: !include compose.yml",
+                )
+            ],
+        )
+    merged = deep_merge(compose, value)
+    services = merged.get("services")
+    if isinstance(services, dict):
+        merged["services"] = {name: spec for name, spec in services.items() if spec is not None}
+    locations: dict[KeyPath, Location] = {}
+    for key_path, loc in document.locations.items():
+        if key_path[:1] != ("compose-file",):
+            locations[key_path] = loc
+    for key_path, loc in document.locations.items():
+        if key_path[:1] == ("compose-file",) and len(key_path) > 1:
+            locations.setdefault(key_path[1:], loc)
+    document.value = merged
+    document.locations = locations
