@@ -72,7 +72,7 @@ def wattwise_argv() -> list[str]:
 
 
 @pytest.fixture
-def run_cli(tmp_path: Path):  # noqa: ANN201
+def run_cli(tmp_path: Path):
     """Run the real `wattwise` executable; returns CompletedProcess (text)."""
 
     def run(
