@@ -1,0 +1,636 @@
+"""The measurement machine's client: polls the database for jobs meant for its machine (the server never
+contacts a machine), measures them, reports, cleans up, and saves power when idle.
+
+One round (`Client.iteration`):
+
+1. heartbeat and status; expired leases of any machine are reclaimed;
+2. control-workload validation when due (may pause or release the machine);
+3. queued e-mails are sent (when SMTP is configured);
+4. if the machine accepts jobs and one is waiting: temperature gate, atomic claim with a lease, execution
+   (a `LeaseKeeper` thread renews the lease and watches for cancellation), the result recorded together
+   with the run id, then the cleanup command;
+5. with nothing to do: the shutdown command (power saving) when configured, else sleep ``sleep_time_s``.
+
+Database outages are survived: the round is retried with a growing pause, and a running job keeps going
+while its lease is still valid. A client that cannot renew its lease for ``lease_s - heartbeat_interval_s``
+stops its job itself, since another client may take the job once the lease expires.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from wattwise.cluster import mail
+from wattwise.cluster.config import ClientConfig
+from wattwise.cluster.control import ControlWorkload
+from wattwise.cluster.executors import ExecutionContext, ExecutionResult, Executor, default_executors
+from wattwise.cluster.models import JobState, MachineStatus
+from wattwise.cluster.queue import ClusterQueue, JobInfo, OutgoingEmail, is_database_unavailable
+from wattwise.cluster.temperature import TemperatureGate
+from wattwise.errors import WattwiseError
+from wattwise.store import Store
+
+log = logging.getLogger("wattwise.cluster.client")
+
+MAX_BACKOFF_S = 30.0
+
+
+class LeaseKeeper(threading.Thread):
+    """Renews a job's lease every `interval_s` while it runs. Sets `cancel` when the job was cancelled,
+    when the lease was lost, or when it could not be renewed for `lease_s - interval_s` (self-fencing)."""
+
+    def __init__(
+        self,
+        queue: ClusterQueue,
+        job_id: int,
+        client_id: str,
+        machine_id: str,
+        lease_s: float,
+        interval_s: float,
+        cancel: threading.Event,
+    ) -> None:
+        super().__init__(daemon=True, name=f"wattwise-lease-{job_id}")
+        self.queue = queue
+        self.job_id = job_id
+        self.client_id = client_id
+        self.machine_id = machine_id
+        self.lease_s = lease_s
+        self.interval_s = interval_s
+        self.cancel = cancel
+        self.last_renewed = time.monotonic()  # the claim itself took the lease just before
+        self.lost = False
+        self.fenced = False
+        self.cancel_requested = False
+        self._halt = threading.Event()
+
+    @property
+    def lease_left_s(self) -> float:
+        return self.lease_s - (time.monotonic() - self.last_renewed)
+
+    def run(self) -> None:
+        while not self._halt.wait(self.interval_s):
+            try:
+                renewal = self.queue.renew(
+                    self.job_id, self.client_id, self.lease_s, machine_id=self.machine_id
+                )
+            except Exception as exc:
+                if self.lease_left_s <= self.interval_s and not self.fenced:
+                    self.fenced = True
+                    log.error(
+                        "job %s: cannot renew the lease (%s); stopping the job before the lease expires",
+                        self.job_id,
+                        exc,
+                    )
+                    self.cancel.set()
+                else:
+                    log.warning(
+                        "job %s: lease renewal failed (%s); %.0fs of lease left",
+                        self.job_id,
+                        exc,
+                        self.lease_left_s,
+                    )
+                continue
+            if not renewal.ok:
+                self.lost = True
+                log.error("job %s: the lease is no longer ours; stopping the job", self.job_id)
+                self.cancel.set()
+                return
+            self.last_renewed = time.monotonic()
+            if renewal.cancel_requested and not self.cancel_requested:
+                self.cancel_requested = True
+                log.info("job %s: cancel requested; stopping it", self.job_id)
+                self.cancel.set()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=5)
+
+
+@dataclass
+class _Current:
+    job: JobInfo
+    cancel: threading.Event
+
+
+class Client:
+    def __init__(
+        self,
+        store: Store,
+        config: ClientConfig,
+        *,
+        executors: dict[str, Executor] | None = None,
+        client_id: str | None = None,
+        temperature_reader: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.queue = ClusterQueue(store)
+        self.machine_id = config.machine_id
+        self.executors = executors if executors is not None else default_executors(config.executors)
+        self.client_id = (
+            client_id or f"{config.machine_id}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        )
+        self.stop_event = threading.Event()
+        self._sleep = sleep
+        self._last_status: tuple[str, str] | None = None
+        self._current: _Current | None = None
+        self._idle_since = time.monotonic()
+        self._gate_failed_notified = False
+        if config.workdir:
+            self.workdir = Path(config.workdir).expanduser()
+        else:
+            from wattwise.config import data_dir
+
+            self.workdir = data_dir() / "cluster-work"
+        self.gate: TemperatureGate | None = None
+        if config.temperature is not None:
+            self.gate = TemperatureGate(
+                config.temperature,
+                read=temperature_reader,
+                sleep=self._wait,
+                report=self._gate_report,
+            )
+        self.control: ControlWorkload | None = None
+        if config.control_workload is not None:
+            self.control = ControlWorkload(
+                self.queue,
+                config.control_workload,
+                self.machine_id,
+                self.executors,
+                lambda: self._context(threading.Event()),
+            )
+
+    # --- status -----------------------------------------------------------------------------------
+    def _wait(self, seconds: float) -> None:
+        if self._sleep is not None:
+            self._sleep(seconds)
+        else:
+            self.stop_event.wait(seconds)
+
+    def set_status(
+        self,
+        status: str,
+        message: str = "",
+        *,
+        temperature_c: float | None = None,
+        job_id: int | None = None,
+        run_id: int | None = None,
+        force: bool = False,
+    ) -> None:
+        """Heartbeat; a history entry when the status or message changed (or `force`)."""
+        changed = force or self._last_status != (status, message)
+        self.queue.heartbeat(
+            self.machine_id,
+            self.client_id,
+            status,
+            message,
+            temperature_c=temperature_c,
+            job_id=job_id,
+            run_id=run_id,
+            record=changed,
+        )
+        if changed:
+            log.info(
+                "[%s] %s%s",
+                status,
+                message,
+                f" (job {job_id})" if job_id and str(job_id) not in message else "",
+            )
+        self._last_status = (status, message)
+
+    def _gate_report(self, status: str, temperature_c: float | None, message: str) -> None:
+        if status == "ok":
+            return
+        self.set_status(
+            MachineStatus.COOLDOWN if status == "cooldown" else MachineStatus.WARMUP,
+            message,
+            temperature_c=temperature_c,
+        )
+
+    def start(self) -> None:
+        """Register (or update) the machine and say that this client started."""
+        config = self.config
+        self.queue.register_machine(
+            self.machine_id,
+            description=config.description or None,
+            base_temperature_c=config.temperature.base_temperature_c if config.temperature else None,
+            mac_address=config.mac_address,
+            sleep_time_s=config.sleep_time_s,
+            client_id=self.client_id,
+            hostname=socket.gethostname(),
+        )
+        self.set_status(
+            MachineStatus.STARTING, f"client {self.client_id} started (pid {os.getpid()})", force=True
+        )
+
+    def request_stop(self, *_: object) -> None:
+        """Stop after the current step; a running job is stopped and given back to the queue."""
+        self.stop_event.set()
+        current = self._current
+        if current is not None:
+            current.cancel.set()
+
+    # --- the loop ---------------------------------------------------------------------------------
+    def run_forever(self, *, once: bool = False) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.request_stop)
+        backoff = 1.0
+        started = False
+        while not self.stop_event.is_set():
+            try:
+                if not started:
+                    self.start()
+                    started = True
+                worked = self.iteration()
+                backoff = 1.0
+            except Exception as exc:
+                if is_database_unavailable(exc):
+                    log.warning("database unavailable (%s); retrying in %.0fs", _first_line(exc), backoff)
+                else:
+                    log.error("round failed: %s", "".join(traceback.format_exception(exc)).rstrip())
+                    self._safe_status(MachineStatus.ERROR, _first_line(exc))
+                if once:
+                    raise
+                self._wait(backoff)
+                backoff = min(MAX_BACKOFF_S, backoff * 2, max(self.config.sleep_time_s, 1.0))
+                continue
+            if once:
+                break
+            if not worked:
+                self._wait(self.config.sleep_time_s)
+        if self.stop_event.is_set():
+            self._safe_status(MachineStatus.STOPPED, f"client {self.client_id} stopped")
+
+    def _safe_status(self, status: str, message: str) -> None:
+        try:
+            self.set_status(status, message)
+        except Exception as exc:
+            log.warning("cannot record status %s: %s", status, _first_line(exc))
+
+    def iteration(self) -> bool:
+        """One round; True when a job ran."""
+        self.set_status(MachineStatus.IDLE, "polling")
+        self.queue.reclaim_expired(client_id=self.client_id)
+        machine = self.queue.get_machine(self.machine_id)
+        if self.control is not None and self.control.due(machine, self.queue.db_now()):
+            self.validate_control()
+            machine = self.queue.get_machine(self.machine_id)
+        self.send_emails()
+        if self.stop_event.is_set():
+            return False
+        if not machine.accepts_jobs:
+            self.set_status(MachineStatus.PAUSED, machine.paused_reason or "paused")
+            return False
+        if not self.queue.has_waiting(self.machine_id):
+            self.set_status(MachineStatus.IDLE, "no job waiting")
+            self.maybe_shutdown()
+            return False
+        job = self.process_one()
+        self.send_emails()
+        return job is not None
+
+    def process_one(self) -> JobInfo | None:
+        """Temperature gate, claim, run, cleanup. The job, or None when none was run."""
+        if self.gate is not None and not self.temperature_ok():
+            return None
+        if self.stop_event.is_set():
+            return None
+        job = self.queue.claim(self.machine_id, self.client_id, self.config.lease_s, reclaim=False)
+        if job is None:
+            self.set_status(MachineStatus.IDLE, "no job for this machine now")
+            return None
+        self.run_job(job)
+        self.cleanup(job.id)
+        self._idle_since = time.monotonic()
+        return job
+
+    # --- one job ----------------------------------------------------------------------------------
+    def _context(self, cancel: threading.Event, job: JobInfo | None = None) -> ExecutionContext:
+        def run_started(run_id: int) -> None:
+            if job is None or job.id == 0:
+                return
+            try:
+                self.queue.set_run_id(job.id, self.client_id, run_id)
+            except Exception as exc:
+                log.warning("job %s: cannot note run %s yet: %s", job.id, run_id, _first_line(exc))
+
+        return ExecutionContext(
+            store=self.store,
+            machine_id=self.machine_id,
+            client_id=self.client_id,
+            cancel=cancel,
+            workdir=self.workdir,
+            measure=self.config.measure,
+            log=log.info,
+            run_started=run_started,
+        )
+
+    def run_job(self, job: JobInfo) -> str | None:
+        """Execute a claimed job and record its outcome. Returns the final state recorded (None: the job
+        went back to the queue or the lease was lost)."""
+        self.set_status(
+            MachineStatus.JOB,
+            f"job {job.id} '{job.name}' (attempt {job.attempts} of {job.max_attempts})",
+            job_id=job.id,
+        )
+        cancel = threading.Event()
+        keeper = LeaseKeeper(
+            self.queue,
+            job.id,
+            self.client_id,
+            self.machine_id,
+            self.config.lease_s,
+            self.config.heartbeat_interval_s,
+            cancel,
+        )
+        keeper.start()
+        self._current = _Current(job, cancel)
+        try:
+            executor = self.executors.get(job.source_type)
+            try:
+                if executor is None:
+                    result = ExecutionResult(
+                        False, error=f"this client has no executor for {job.source_type!r} jobs"
+                    )
+                else:
+                    result = executor.execute(job, self._context(cancel, job))
+            except KeyboardInterrupt:
+                self._release(job, "client interrupted (Ctrl-C)")
+                raise
+            except Exception as exc:
+                result = ExecutionResult(
+                    False,
+                    error=f"{type(exc).__name__}: {exc}",
+                    log_tail="".join(traceback.format_exception(exc))[-4000:],
+                )
+            self._current = None
+            if keeper.lost:
+                self._safe_record(
+                    "job-lease-lost",
+                    f"job {job.id}: lease lost while running; result not recorded (run {result.run_id})",
+                    job.id,
+                    result.run_id,
+                )
+                return None
+            if keeper.fenced:
+                self._release(
+                    job, "lease could not be renewed; job stopped and given back", count_attempt=True
+                )
+                return None
+            if self.stop_event.is_set() and cancel.is_set() and not keeper.cancel_requested:
+                self._release(job, "client stopped during the job; job given back to the queue")
+                return None
+            if keeper.cancel_requested:
+                state, error = (
+                    JobState.CANCELLED,
+                    "cancelled while running" + (f" ({result.error})" if result.error else ""),
+                )
+            elif result.ok:
+                state, error = JobState.FINISHED, None
+            else:
+                state, error = JobState.FAILED, result.error or "failed"
+            emails: list[OutgoingEmail] = []
+            if state == JobState.FINISHED:
+                email = mail.job_finished_email(
+                    job, self.machine_id, result.run_id, result.summary, self.config.web_url
+                )
+            else:
+                email = mail.job_failed_email(
+                    job, self.machine_id, result.run_id, error, result.log_tail, self.config.web_url, state
+                )
+            if email is not None:
+                emails.append(email)
+            recorded = self._finish(job, keeper, state, result.run_id, error, emails)
+            return state if recorded else None
+        finally:
+            self._current = None
+            keeper.stop()
+
+    def _finish(
+        self,
+        job: JobInfo,
+        keeper: LeaseKeeper,
+        state: str,
+        run_id: int | None,
+        error: str | None,
+        emails: list[OutgoingEmail],
+    ) -> bool:
+        """Record the outcome, retrying through a database outage while the lease lasts."""
+        pause = 0.5
+        while True:
+            try:
+                ok = self.queue.finish(
+                    job.id,
+                    self.client_id,
+                    state,
+                    run_id=run_id,
+                    error=error,
+                    emails=emails,
+                    message=f"job {job.id} '{job.name}' {state}"
+                    + (f" (run {run_id})" if run_id else "")
+                    + (f": {error}" if error else ""),
+                )
+            except Exception as exc:
+                if not is_database_unavailable(exc) or keeper.lost or keeper.lease_left_s <= 0:
+                    log.error(
+                        "job %s: cannot record %s (%s); the job will be reclaimed when its lease expires",
+                        job.id,
+                        state,
+                        _first_line(exc),
+                    )
+                    return False
+                log.warning("job %s: cannot record %s yet (%s); retrying", job.id, state, _first_line(exc))
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                continue
+            if not ok:
+                log.error("job %s: lease lost before the result could be recorded (run %s)", job.id, run_id)
+            else:
+                log.info("job %s %s%s", job.id, state, f" (run {run_id})" if run_id else "")
+            return ok
+
+    def _release(self, job: JobInfo, reason: str, *, count_attempt: bool = False) -> None:
+        try:
+            if self.queue.release(job.id, self.client_id, reason, count_attempt=count_attempt):
+                log.info("job %s: %s", job.id, reason)
+        except Exception as exc:
+            log.warning(
+                "job %s: cannot give it back (%s); it returns when its lease expires",
+                job.id,
+                _first_line(exc),
+            )
+
+    def _safe_record(
+        self, status: str, message: str, job_id: int | None = None, run_id: int | None = None
+    ) -> None:
+        try:
+            self.queue.record_status(
+                self.machine_id, self.client_id, status, message, job_id=job_id, run_id=run_id
+            )
+        except Exception as exc:
+            log.warning("cannot record status: %s", _first_line(exc))
+        log.info("[%s] %s", status, message)
+
+    # --- around jobs ------------------------------------------------------------------------------
+    def temperature_ok(self) -> bool:
+        assert self.gate is not None and self.config.temperature is not None
+        base = self.config.temperature.base_temperature_c
+        if base is None:
+            base = self.queue.get_machine(self.machine_id).base_temperature_c
+        if base is None:
+            raise WattwiseError(
+                f"temperature gate: machine {self.machine_id!r} has no base temperature: set "
+                "temperature.base_temperature_c in the client configuration or run "
+                f"`wattwise cluster machines --add {self.machine_id} --base-temperature C`"
+            )
+        result = self.gate.check(base)
+        if result.ok:
+            self._gate_failed_notified = False
+            return True
+        self.set_status(
+            MachineStatus.TEMPERATURE_GATE_FAILED, result.message, temperature_c=result.temperature_c
+        )
+        if self.config.notify_email and not self._gate_failed_notified:
+            self.queue.queue_emails(
+                [
+                    mail.machine_notice_email(
+                        self.config.notify_email,
+                        self.machine_id,
+                        "temperature gate gave up",
+                        f"{result.message}\n\nJobs stay queued; the client tries again every "
+                        f"{self.config.sleep_time_s:g}s.",
+                    )
+                ]
+            )
+            self._gate_failed_notified = True
+        return False
+
+    def validate_control(self) -> None:
+        assert self.control is not None
+        if self.gate is not None and not self.temperature_ok():
+            return
+        self.set_status(MachineStatus.CONTROL_WORKLOAD, "running the control-workload validation")
+        result = self.control.validate()
+        self.queue.set_control_workload_time(self.machine_id)
+        machine = self.queue.get_machine(self.machine_id)
+        prefix = "control workload: "
+        recipient = self.config.notify_email
+        if result.passed:
+            self._safe_record("control-workload-passed", result.message)
+            if not machine.accepts_jobs and (machine.paused_reason or "").startswith(prefix):
+                emails = (
+                    [mail.control_workload_email(recipient, self.machine_id, True, result.message)]
+                    if recipient
+                    else []
+                )
+                self.queue.set_accepts_jobs(self.machine_id, True, emails=emails)
+                log.info("machine %s takes jobs again", self.machine_id)
+        else:
+            self._safe_record("control-workload-failed", result.message)
+            reason = prefix + result.message
+            if machine.accepts_jobs or machine.paused_reason != reason:
+                emails = (
+                    [mail.control_workload_email(recipient, self.machine_id, False, result.message)]
+                    if recipient and machine.accepts_jobs
+                    else []
+                )
+                self.queue.set_accepts_jobs(self.machine_id, False, reason, emails=emails)
+            log.warning("machine %s stops taking jobs: %s", self.machine_id, result.message)
+        self.cleanup(None)
+
+    def cleanup(self, job_id: int | None) -> None:
+        command = self.config.cleanup_command
+        if not command:
+            return
+        self.set_status(MachineStatus.CLEANUP, f"cleanup: {' '.join(command)}", job_id=job_id)
+        ok, message = run_logged(command, self.config.cleanup_timeout_s)
+        self._safe_record("cleanup" if ok else "cleanup-failed", message, job_id)
+        if not ok and self.config.notify_email:
+            try:
+                self.queue.queue_emails(
+                    [
+                        mail.machine_notice_email(
+                            self.config.notify_email, self.machine_id, "cleanup command failed", message
+                        )
+                    ]
+                )
+            except Exception as exc:
+                log.warning("cannot queue e-mail: %s", _first_line(exc))
+
+    def maybe_shutdown(self) -> None:
+        command = self.config.shutdown_command
+        if not command or time.monotonic() - self._idle_since < self.config.shutdown_idle_s:
+            return
+        self.set_status(MachineStatus.SHUTDOWN, f"queue empty: {' '.join(command)}")
+        _ok, message = run_logged(command, 120)
+        self._safe_record("shutdown", message)
+        self._idle_since = time.monotonic()
+
+    def send_emails(self) -> None:
+        if self.config.smtp is None:
+            return
+        try:
+            report = mail.send_pending(self.queue, self.config.smtp)
+        except WattwiseError as exc:
+            log.warning("e-mail: %s", exc)
+            return
+        if report.sent or report.failed:
+            log.info(
+                "e-mail: %d sent, %d failed%s",
+                report.sent,
+                report.failed,
+                f" ({report.errors[0]})" if report.errors else "",
+            )
+
+    # --- cron mode --------------------------------------------------------------------------------
+    def run_one(self) -> JobInfo | None:
+        """`wattwise jobs run-one`: register, then process at most one job (gate, claim, run, cleanup)."""
+        self.start()
+        self.queue.reclaim_expired(client_id=self.client_id)
+        machine = self.queue.get_machine(self.machine_id)
+        if not machine.accepts_jobs:
+            self.set_status(MachineStatus.PAUSED, machine.paused_reason or "paused")
+            return None
+        if not self.queue.has_waiting(self.machine_id):
+            self.set_status(MachineStatus.IDLE, "no job waiting")
+            return None
+        job = self.process_one()
+        if job is not None:
+            self.set_status(MachineStatus.IDLE, f"job {job.id} done")
+        return job
+
+
+def run_logged(command: list[str], timeout_s: float) -> tuple[bool, str]:
+    """Run a command; (ok, a one-paragraph account with the tail of its output)."""
+    text = " ".join(command)
+    try:
+        process = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL
+        )
+    except FileNotFoundError:
+        return False, f"{text}: command not found"
+    except PermissionError:
+        return False, f"{text}: permission denied"
+    except subprocess.TimeoutExpired:
+        return False, f"{text}: still running after {timeout_s:g}s, stopped"
+    output = (process.stdout + process.stderr).strip()
+    tail = "\n".join(output.splitlines()[-20:])
+    message = f"{text}: exit status {process.returncode}" + (f"\n{tail}" if tail else "")
+    return process.returncode == 0, message
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"

@@ -1,0 +1,333 @@
+"""Executors: how a claimed job is measured on this machine.
+
+An executor takes a job and an `ExecutionContext` and returns an `ExecutionResult` (ok, run id, error, log
+tail, summary). It must stop soon after ``context.cancel`` is set (the job was cancelled, or the client is
+losing its lease) and should call ``context.run_started(run_id)`` as soon as its run exists.
+
+- `CommandExecutor` (source "command"): `measure_command` on the job's argv; variables become environment
+  variables of the command.
+- `ScenarioExecutor` (sources "folder" and "git"): a usage_scenario through the scenario runner's Python
+  API; a git source is cloned (``git clone --depth 1 [--branch B]``) into the client's work directory first.
+
+Other executors are plugged in per source in the client configuration (``executors: {command:
+"package.module:ClassName"}``); the class is instantiated without arguments.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wattwise.cluster.config import MeasureSettings
+from wattwise.cluster.models import SourceType
+from wattwise.cluster.queue import JobInfo
+from wattwise.errors import ConfigError, WattwiseError
+from wattwise.store import Store
+
+GIT_TIMEOUT_S = 600
+
+
+@dataclass
+class ExecutionContext:
+    store: Store
+    machine_id: str
+    client_id: str
+    cancel: threading.Event
+    workdir: Path
+    measure: MeasureSettings = field(default_factory=MeasureSettings)
+    log: Callable[[str], None] = print
+    run_started: Callable[[int], None] = lambda run_id: None
+
+
+@dataclass
+class ExecutionResult:
+    ok: bool
+    run_id: int | None = None
+    error: str | None = None
+    log_tail: str = ""
+    summary: dict[str, Any] | None = None
+
+
+class Executor:
+    """Base class: override `execute`."""
+
+    name = "executor"
+
+    def execute(self, job: JobInfo, context: ExecutionContext) -> ExecutionResult:
+        raise NotImplementedError
+
+
+# --- stopping what a job started -------------------------------------------------------------------
+
+
+def _children() -> dict[int, list[int]]:
+    """Parent pid -> child pids, from /proc."""
+    tree: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                stat = handle.read().decode(errors="replace")
+        except OSError:
+            continue
+        # the command name is in parentheses and may contain spaces: split after the last ')'
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 1:
+            tree.setdefault(int(fields[1]), []).append(int(entry.name))
+    return tree
+
+
+def descendants(pid: int) -> list[int]:
+    tree = _children()
+    out: list[int] = []
+    stack = list(tree.get(pid, []))
+    while stack:
+        child = stack.pop()
+        out.append(child)
+        stack.extend(tree.get(child, []))
+    return out
+
+
+def _signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class ChildStopper(threading.Thread):
+    """When `cancel` is set, stops every process this process started after `before` (SIGTERM, then
+    SIGKILL after `grace_s`)."""
+
+    def __init__(self, cancel: threading.Event, grace_s: float = 5.0) -> None:
+        super().__init__(daemon=True, name="wattwise-job-stopper")
+        self.cancel = cancel
+        self.grace_s = grace_s
+        self.before = set(descendants(os.getpid()))
+        self.done = threading.Event()
+        self.stopped_any = False
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            if self.cancel.wait(0.2):
+                break
+        if self.done.is_set():
+            return
+        targets = [p for p in descendants(os.getpid()) if p not in self.before]
+        if not targets:
+            return
+        self.stopped_any = True
+        _signal_all(targets, signal.SIGTERM)
+        deadline = time.monotonic() + self.grace_s
+        while time.monotonic() < deadline and not self.done.is_set():
+            left = [p for p in descendants(os.getpid()) if p not in self.before]
+            if not left:
+                return
+            time.sleep(0.1)
+        _signal_all([p for p in descendants(os.getpid()) if p not in self.before], signal.SIGKILL)
+
+    def finish(self) -> None:
+        self.done.set()
+        self.join(timeout=self.grace_s + 2)
+
+
+# --- command jobs ----------------------------------------------------------------------------------
+
+
+class CommandExecutor(Executor):
+    """Measures the job's command with `measure_command` (baseline, then the command in its cgroup)."""
+
+    name = "command"
+
+    def execute(self, job: JobInfo, context: ExecutionContext) -> ExecutionResult:
+        from wattwise.cluster.mail import run_log_tail
+        from wattwise.measure.command import MeasureOptions, measure_command
+
+        if not job.command:
+            return ExecutionResult(False, error=f"job {job.id} has no command")
+        options = MeasureOptions(
+            name=job.name,
+            interval_s=context.measure.interval_s,
+            baseline_s=context.measure.baseline_s,
+            providers=context.measure.providers,
+            echo_output=False,
+            env={k: str(v) for k, v in job.variables.items()} or None,
+        )
+        stopper = ChildStopper(context.cancel)
+        stopper.start()
+        try:
+            result = measure_command(context.store, list(job.command), options)
+        except WattwiseError as exc:
+            return ExecutionResult(False, error=str(exc))
+        finally:
+            stopper.finish()
+        context.run_started(result.run_id)
+        ok = result.status == "finished" and not context.cancel.is_set()
+        error = result.error
+        if context.cancel.is_set() and stopper.stopped_any:
+            error = "stopped: " + (error or "cancelled")
+        return ExecutionResult(
+            ok,
+            run_id=result.run_id,
+            error=None if ok else (error or f"run {result.run_id} ended {result.status}"),
+            log_tail="" if ok else run_log_tail(context.store, result.run_id),
+            summary=result.summary,
+        )
+
+
+# --- scenario jobs ---------------------------------------------------------------------------------
+
+
+def clone_git(url: str, branch: str | None, destination: Path, cancel: threading.Event | None = None) -> str:
+    """Shallow clone; returns the commit hash. Raises WattwiseError with git's message."""
+    if shutil.which("git") is None:
+        raise WattwiseError("git is not installed on this machine (apt install git)")
+    if destination.exists():
+        shutil.rmtree(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    argv = ["git", "clone", "--quiet", "--depth", "1"]
+    if branch:
+        argv += ["--branch", branch]
+    argv += ["--", url, str(destination)]
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
+    try:
+        process = subprocess.run(argv, capture_output=True, text=True, timeout=GIT_TIMEOUT_S, env=env)
+    except subprocess.TimeoutExpired:
+        raise WattwiseError(f"git clone of {url} took longer than {GIT_TIMEOUT_S}s") from None
+    if process.returncode != 0:
+        message = process.stderr.strip().splitlines()
+        raise WattwiseError(
+            f"git clone of {url}"
+            + (f" (branch {branch})" if branch else "")
+            + " failed: "
+            + (message[-1] if message else f"exit status {process.returncode}")
+        )
+    head = subprocess.run(
+        ["git", "-C", str(destination), "rev-parse", "HEAD"], capture_output=True, text=True
+    )
+    return head.stdout.strip()
+
+
+def scenario_runner() -> Callable[..., Any] | None:
+    """The scenario runner's Python entry point, when it is installed."""
+    for module_name, attribute in (
+        ("wattwise.measure.scenario.runner", "run_scenario"),
+        ("wattwise.measure.scenario", "run_scenario"),
+    ):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue
+            raise
+        function = getattr(module, attribute, None)
+        if callable(function):
+            return function
+    return None
+
+
+class ScenarioExecutor(Executor):
+    """Runs a usage_scenario (a local folder, or a git repository cloned for the job)."""
+
+    name = "scenario"
+
+    def execute(self, job: JobInfo, context: ExecutionContext) -> ExecutionResult:
+        checkout: Path | None = None
+        try:
+            if job.source_type == SourceType.GIT:
+                checkout = context.workdir / f"job-{job.id}-attempt-{job.attempts}"
+                commit = clone_git(job.source, job.branch, checkout, context.cancel)
+                context.log(f"job {job.id}: cloned {job.source} at {commit[:12]}")
+                folder = checkout
+            else:
+                folder = Path(job.source).expanduser()
+                if not folder.is_dir():
+                    return ExecutionResult(
+                        False,
+                        error=f"scenario folder {folder} does not exist on machine {context.machine_id}",
+                    )
+            scenario_file = folder / (job.filename or "usage_scenario.yml")
+            if not scenario_file.is_file():
+                return ExecutionResult(False, error=f"no scenario file {job.filename} in {job.source}")
+            runner = scenario_runner()
+            if runner is None:
+                return ExecutionResult(
+                    False,
+                    error="this wattwise has no scenario runner Python API (wattwise.measure.scenario."
+                    "run_scenario) yet: scenario jobs cannot run",
+                )
+            return self._run(runner, job, scenario_file, context)
+        except WattwiseError as exc:
+            return ExecutionResult(False, error=str(exc))
+        finally:
+            if checkout is not None and checkout.exists():
+                shutil.rmtree(checkout, ignore_errors=True)
+
+    def _run(
+        self, runner: Callable[..., Any], job: JobInfo, scenario_file: Path, context: ExecutionContext
+    ) -> ExecutionResult:
+        from wattwise.cluster.mail import run_log_tail
+
+        stopper = ChildStopper(context.cancel)
+        stopper.start()
+        try:
+            outcome = runner(context.store, scenario_file, variables=dict(job.variables), name=job.name)
+        finally:
+            stopper.finish()
+        run_id = getattr(outcome, "run_id", None)
+        status = getattr(outcome, "status", None)
+        error = getattr(outcome, "error", None)
+        summary = getattr(outcome, "summary", None)
+        if run_id is not None:
+            context.run_started(run_id)
+        ok = status == "finished" and not context.cancel.is_set()
+        return ExecutionResult(
+            ok,
+            run_id=run_id,
+            error=None if ok else (error or f"scenario run ended {status}"),
+            log_tail="" if ok else run_log_tail(context.store, run_id),
+            summary=summary,
+        )
+
+
+# --- registry --------------------------------------------------------------------------------------
+
+
+def load_executor(spec: str, source: str = "") -> Executor:
+    """An executor from 'package.module:ClassName' (instantiated without arguments)."""
+    module_name, _, attribute = spec.partition(":")
+    where = f"executors.{source}: " if source else ""
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{where}cannot import {module_name!r}: {exc}") from exc
+    factory = getattr(module, attribute, None)
+    if factory is None:
+        raise ConfigError(f"{where}module {module_name!r} has no {attribute!r}")
+    executor = factory()
+    if not callable(getattr(executor, "execute", None)):
+        raise ConfigError(f"{where}{spec} has no execute(job, context) method")
+    return executor
+
+
+def default_executors(overrides: dict[str, str] | None = None) -> dict[str, Executor]:
+    scenario = ScenarioExecutor()
+    executors: dict[str, Executor] = {
+        SourceType.COMMAND: CommandExecutor(),
+        SourceType.FOLDER: scenario,
+        SourceType.GIT: scenario,
+    }
+    for source, spec in (overrides or {}).items():
+        executors[source] = load_executor(spec, source)
+    return executors
