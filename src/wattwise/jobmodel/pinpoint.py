@@ -146,7 +146,7 @@ def _read_lines(path: Path, what: str) -> list[str]:
     if not path.exists():
         raise RunError(f"{path}: {what} file not found")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise RunError(f"{path}: cannot read {what} file: {exc}") from None
     lines = text.splitlines()
