@@ -21,9 +21,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     read_only: Annotated[bool, typer.Option("--read-only", help="Refuse every write request.")] = False,
-    read_requires_token: Annotated[
-        bool, typer.Option("--private", help="Require a token for reading too.")
-    ] = False,
+    read_requires_token: Annotated[bool, typer.Option("--private", help="Require a token for reading too.")] = False,
     db: DbOption = None,
 ) -> None:
     """Serve the JSON API (/api, OpenAPI at /docs) and the dashboard (/).

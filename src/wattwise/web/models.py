@@ -1,10 +1,11 @@
-"""Tables of the web area: API tokens (only their SHA-256 hashes are stored)."""
+"""Tables of the web area: API tokens (only their SHA-256 hashes are stored) and caches."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import DateTime, Integer, String
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from wattwise.store.models import Base, utcnow
@@ -23,3 +24,27 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SeriesCache(Base):
+    """A finished run's metric, pre-aggregated into time buckets so that charts of runs with millions of
+    samples are served without reading every sample (see wattwise.web.series)."""
+
+    __tablename__ = "web_series_cache"
+
+    metric_id: Mapped[int] = mapped_column(Integer, ForeignKey("metrics.id", ondelete="CASCADE"), primary_key=True)
+    #: the run's ended_at when the cache was built (ISO text); a different value means rebuild
+    run_version: Mapped[str] = mapped_column(String(64))
+    sample_count: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ResultCache(Base):
+    """Analysis results (phase statistics, summaries) of finished runs, keyed by what they depend on."""
+
+    __tablename__ = "web_result_cache"
+
+    run_id: Mapped[int] = mapped_column(Integer, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[Any] = mapped_column(JSON)

@@ -1,9 +1,266 @@
-"""Dashboard pages (being written)."""
+"""Dashboard pages: runs list, run page (phases, charts, containers, statistics, notes, logs), compare.
+
+Charts are drawn in the browser with Plotly; plotly.min.js is served from the installed `plotly` Python
+package (no CDN: the machines are offline), the rest from `wattwise/web/static`.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import math
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from wattwise.errors import WattwiseError
+from wattwise.store.models import RunStatus
+from wattwise.units import format_duration, format_si
+from wattwise.web.deps import require_read
+
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+TEMPLATES = HERE / "templates"
+LOG_LINES = 2000
+
+
+def plotly_js_path() -> Path:
+    """plotly.min.js inside the installed plotly package."""
+    import plotly
+
+    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    if not path.exists():
+        raise WattwiseError(f"plotly.min.js not found at {path}: reinstall the plotly package")
+    return path
+
+
+def fmt_num(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{value:.{digits}g}"
+
+
+def fmt_pct(value: Any) -> str:
+    return "–" if value is None else f"{value * 100:.1f} %"
+
+
+def _templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(TEMPLATES))
+    env = templates.env
+    env.globals.update(fmt_si=format_si, fmt_duration=format_duration, fmt_num=fmt_num, fmt_pct=fmt_pct)
+    env.globals["approx"] = lambda p: "≈" if p.get("estimated") and p.get("energy_j") is not None else ""
+    return templates
+
+
+def _ids(*values: str | None) -> list[int]:
+    out: list[int] = []
+    for value in values:
+        for part in re.split(r"[\s,;]+", value or ""):
+            if part:
+                if not part.isdigit() or len(part) > 9:
+                    raise ValueError(f"not a run id: {part!r}")
+                out.append(int(part))
+    return out
 
 
 def mount(app: FastAPI) -> None:
-    pass
+    templates = _templates()
+
+    from wattwise.web import api
+
+    def render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+        context = {"has_cluster": getattr(request.app.state, "has_cluster", False), **context}
+        return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+    def store_of(request: Request):
+        return request.app.state.store
+
+    @app.get("/static/plotly.min.js", include_in_schema=False)
+    def plotly_js() -> Response:
+        return FileResponse(
+            plotly_js_path(), media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"}
+        )
+
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    reader = [Depends(require_read)]
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False, name="page_runs", dependencies=reader)
+    def page_runs(
+        request: Request, name: str | None = None, status: str | None = None, offset: int = 0, limit: int = 50
+    ) -> HTMLResponse:
+        store = store_of(request)
+        status = status if status in RunStatus.ALL else None
+        offset, limit = max(0, min(offset, 2**31 - 1)), max(1, min(limit, 500))
+        runs = store.list_runs(limit=limit, offset=offset, status=status, name=name or None)
+        total = store.count_runs(status=status, name=name or None)
+
+        def page_query(new_offset: int) -> str:
+            query = {"offset": max(0, new_offset), "limit": limit}
+            if name:
+                query["name"] = name
+            if status:
+                query["status"] = status
+            return urlencode(query)
+
+        items = [type("RunRow", (), item)() for item in api.list_items(store, runs)]
+        return render(
+            request,
+            "runs.html",
+            {
+                "runs": items,
+                "total": total,
+                "name": name,
+                "status": status,
+                "statuses": RunStatus.ALL,
+                "offset": offset,
+                "limit": limit,
+                "page_query": page_query,
+            },
+        )
+
+    @app.get(
+        "/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False, name="page_run", dependencies=reader
+    )
+    def page_run(request: Request, run_id: int) -> HTMLResponse:
+        from wattwise.analysis.containers import run_containers
+        from wattwise.analysis.sci import run_sci
+        from wattwise.analysis.stats import run_stats
+        from wattwise.web.results import LazySeries, cached
+
+        store = store_of(request)
+        if not 1 <= run_id <= 2**31 - 1:
+            raise HTTPException(404, f"no run with id {run_id}")
+        run = api._run(store, run_id)
+        lazy = LazySeries(store, run_id)
+        summary = api.run_summary(store, run)
+        stats = cached(store, run, "stats", {}, lambda: [p.to_dict() for p in run_stats(store, run_id, series=lazy())])
+        containers = cached(
+            store,
+            run,
+            "containers",
+            {"baseline_power_w": None},
+            lambda: [p.to_dict() for p in run_containers(store, run_id, series=lazy())],
+        )
+        sci = None
+        if any(p["name"] == "[RUNTIME]" for p in summary["phases"]):
+            try:
+                sci = cached(
+                    store,
+                    run,
+                    "sci",
+                    {"phase": "[RUNTIME]", "te": None, "el": None, "rs": None, "r": None, "net": None},
+                    lambda: run_sci(store, run_id, series=lazy()).to_dict(),
+                )
+            except WattwiseError:
+                sci = None
+        phases = [
+            {"name": p.name, "start_us": p.start_us, "end_us": p.end_us, "parent": p.parent, "hidden": p.hidden}
+            for p in store.phases(run_id)
+        ]
+        notes = store.notes(run_id)
+        entries = store.logs(run_id)
+        metrics_t0 = [p["start_us"] for p in phases]
+        origin_us = min(metrics_t0) if metrics_t0 else (notes[0].t_us if notes else 0)
+        command = run.command
+        if isinstance(command, list):
+            command = shlex.join(str(c) for c in command)
+        runtime = next((c for c in containers if c["phase"] == "[RUNTIME]" and c["containers"]), None)
+        runtime = runtime or next((c for c in containers if c["containers"]), None)
+        containers_chart = None
+        if runtime:
+            containers_chart = {
+                "phase": runtime["phase"],
+                "names": [c["name"] for c in runtime["containers"]],
+                "gross": [c["energy_gross_j"] for c in runtime["containers"]],
+                "surplus": [c["energy_surplus_j"] for c in runtime["containers"]],
+            }
+        sources = sorted({p["energy_source"] for p in summary["phases"]})
+        return render(
+            request,
+            "run.html",
+            {
+                "run": run,
+                "summary": summary,
+                "stats": stats,
+                "containers": containers,
+                "sci": sci,
+                "phases": phases,
+                "notes": notes,
+                "origin_us": origin_us,
+                "notes_json": [{"t_us": n.t_us, "source": n.source, "text": n.text} for n in notes],
+                "logs": entries[:LOG_LINES],
+                "logs_total": len(entries),
+                "command": command,
+                "warnings": list(run.warnings or []),
+                "containers_chart": containers_chart,
+                "energy_source": ", ".join(sources) or "none",
+            },
+        )
+
+    @app.get("/compare", response_class=HTMLResponse, include_in_schema=False, name="page_compare", dependencies=reader)
+    def page_compare(request: Request) -> HTMLResponse:
+        from dataclasses import asdict
+
+        from wattwise.analysis.compare import compare_summaries
+        from wattwise.web.results import json_safe
+
+        store = store_of(request)
+        params = request.query_params
+        context: dict[str, Any] = {"result": None, "error": None, "alpha": params.get("alpha", "0.05")}
+        try:
+            a_ids = _ids(params.get("a"), *params.getlist("runs"))
+            b_ids = _ids(params.get("b"), *params.getlist("vs"))
+            alpha = float(params.get("alpha") or 0.05)
+            if not 0 < alpha < 1:
+                raise ValueError("alpha must be between 0 and 1")
+        except ValueError as exc:
+            a_ids, b_ids, alpha = [], [], 0.05
+            context["error"] = str(exc)
+        context["a_text"] = ", ".join(map(str, a_ids))
+        context["b_text"] = ", ".join(map(str, b_ids))
+        if a_ids:
+            try:
+                a = [api.run_summary(store, api._run(store, r)) for r in a_ids]
+                b = [api.run_summary(store, api._run(store, r)) for r in b_ids] if b_ids else None
+            except HTTPException as exc:
+                context["error"] = exc.detail
+            else:
+                rows = compare_summaries(a, b, alpha=alpha)
+                context["result"] = json_safe(
+                    {
+                        "runs": a_ids,
+                        "vs": b_ids,
+                        "alpha": alpha,
+                        "names": sorted({s["name"] for s in a + (b or [])}),
+                        "rows": [asdict(r) for r in rows],
+                    }
+                )
+                context["per_run"] = _per_run(a, b)
+        if context["result"] is None:
+            context["recent"] = [type("RunRow", (), i)() for i in api.list_items(store, store.list_runs(limit=100))]
+        return render(request, "compare.html", context)
+
+
+def _per_run(a: list[dict[str, Any]], b: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Per-run values of [RUNTIME] (or the first phase) for the box plots."""
+    charts = []
+    for key, title in (("energy_j", "energy (J)"), ("duration_s", "duration (s)"), ("carbon_g", "carbon (g)")):
+        groups = []
+        for label, summaries in (("A", a), ("B", b or [])):
+            values, labels = [], []
+            for s in summaries:
+                phase = next(
+                    (p for p in s["phases"] if p["name"] == "[RUNTIME]"), s["phases"][0] if s["phases"] else None
+                )
+                if phase and phase.get(key) is not None:
+                    values.append(phase[key])
+                    labels.append(f"run {s['run_id']}")
+            if summaries:
+                groups.append({"name": label, "values": values, "labels": labels})
+        charts.append({"title": f"[RUNTIME] {title}", "groups": groups})
+    return charts

@@ -59,9 +59,7 @@ def create_token(store: Store, name: str, scope: str = "write") -> str:
                 session.flush()
             session.add(ApiToken(name=name, token_hash=hash_token(secret), prefix=secret[:10], scope=scope))
     except IntegrityError as exc:
-        raise WattwiseError(
-            f"a token named {name!r} exists already (revoke it first or pick another name)"
-        ) from exc
+        raise WattwiseError(f"a token named {name!r} exists already (revoke it first or pick another name)") from exc
     return secret
 
 
