@@ -224,8 +224,7 @@ class ContainerBackend(Backend):
             output = (out + err).strip().splitlines()[-20:]
             raise WattwiseError(
                 f"service {service.name}: the container stopped right after it started "
-                f"(exit code {state.get('ExitCode')})"
-                + ("; its output:\n" + "\n".join(output) if output else "")
+                f"(exit code {state.get('ExitCode')})" + ("; its output:\n" + "\n".join(output) if output else "")
             )
         cgroup = None
         try:
@@ -330,9 +329,7 @@ class HostBackend(Backend):
             try:
                 target.write_text(str(limit))
             except OSError as exc:
-                self.warnings.append(
-                    f"service {service.name}: mem_limit not applied ({target}: {exc.strerror})"
-                )
+                self.warnings.append(f"service {service.name}: mem_limit not applied ({target}: {exc.strerror})")
 
     def exec_process(self, service: Service, argv: list[str]) -> subprocess.Popen[bytes]:
         created = self.cgroups.get(service.name)

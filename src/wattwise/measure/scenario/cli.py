@@ -15,8 +15,7 @@ VariableOption = Annotated[
     typer.Option(
         "--variable",
         "-V",
-        help="Value of a __GMT_VAR_NAME__ variable: NAME=VALUE or __GMT_VAR_NAME__=VALUE "
-        "(repeat the option).",
+        help="Value of a __GMT_VAR_NAME__ variable: NAME=VALUE or __GMT_VAR_NAME__=VALUE (repeat the option).",
         show_default=False,
     ),
 ]
@@ -108,13 +107,9 @@ def run(
     dev_no_sleeps: Annotated[
         bool, typer.Option("--dev-no-sleeps", help="Skip [BASELINE] and [IDLE] (for developing a scenario).")
     ] = False,
-    baseline: Annotated[
-        str, typer.Option("--baseline", help="Length of [BASELINE], nothing running.")
-    ] = "60s",
+    baseline: Annotated[str, typer.Option("--baseline", help="Length of [BASELINE], nothing running.")] = "60s",
     idle: Annotated[str, typer.Option("--idle", help="Length of [IDLE], services up, no flow.")] = "60s",
-    interval: Annotated[
-        str, typer.Option("--interval", "-i", help="Sampling interval, 10ms or more.")
-    ] = "100ms",
+    interval: Annotated[str, typer.Option("--interval", "-i", help="Sampling interval, 10ms or more.")] = "100ms",
     backend: BackendOption = "auto",
     engine: Annotated[
         str | None,
@@ -125,19 +120,11 @@ def run(
     provider: Annotated[
         list[str] | None, typer.Option("--provider", "-p", help="Sample only these machine providers.")
     ] = None,
-    intensity: Annotated[
-        float | None, typer.Option("--intensity", help="Grid intensity in gCO2e/kWh.")
-    ] = None,
-    country: Annotated[
-        str | None, typer.Option("--country", help="ISO country code for the grid intensity.")
-    ] = None,
+    intensity: Annotated[float | None, typer.Option("--intensity", help="Grid intensity in gCO2e/kWh.")] = None,
+    country: Annotated[str | None, typer.Option("--country", help="ISO country code for the grid intensity.")] = None,
     pue: Annotated[float | None, typer.Option("--pue", help="Power usage effectiveness (≥ 1).")] = None,
-    timeout: Annotated[
-        str, typer.Option("--timeout", help="Longest a single flow or setup command may take.")
-    ] = "1h",
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Show the commands' output as they run.")
-    ] = False,
+    timeout: Annotated[str, typer.Option("--timeout", help="Longest a single flow or setup command may take.")] = "1h",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the commands' output as they run.")] = False,
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -259,6 +246,4 @@ def print_services(summary: dict) -> None:
     console.print(table)
     sci = summary.get("sci")
     if sci:
-        console.print(
-            f"SCI functional unit: R = {sci.get('R')} {sci.get('R_d', '')}", highlight=False, markup=False
-        )
+        console.print(f"SCI functional unit: R = {sci.get('R')} {sci.get('R_d', '')}", highlight=False, markup=False)

@@ -118,9 +118,7 @@ class ContainerEngine:
     ) -> Completed:
         argv = self.command(*args)
         try:
-            done = subprocess.run(
-                argv, capture_output=True, text=True, errors="replace", timeout=timeout, check=False
-            )
+            done = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=timeout, check=False)
         except subprocess.TimeoutExpired as exc:
             raise EngineError(
                 f"{what or ' '.join(args[:2])}: `{self.kind} {args[0]}` timed out after {timeout:g} s"

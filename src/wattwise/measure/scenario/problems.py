@@ -46,9 +46,7 @@ class ScenarioError(WattwiseError):
 
     def __init__(self, file: str, problems: list[Problem]) -> None:
         self.file = file
-        self.problems = sorted(
-            problems, key=lambda p: (p.location.file, p.location.line) if p.location else ("", 0)
-        )
+        self.problems = sorted(problems, key=lambda p: (p.location.file, p.location.line) if p.location else ("", 0))
         count = len(self.problems)
         head = f"{file} is not a valid usage scenario ({count} problem{'s' if count != 1 else ''}):"
         super().__init__("\n".join([head, *(f"  {p}" for p in self.problems)]))

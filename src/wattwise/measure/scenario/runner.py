@@ -131,9 +131,7 @@ class _Phases:
             store.add_phase(run_id, record.name, record.start_us, record.end_us)
             for sub in subs:
                 if sub.parent == record.name:
-                    store.add_phase(
-                        run_id, sub.name, sub.start_us, sub.end_us, hidden=sub.hidden, parent=sub.parent
-                    )
+                    store.add_phase(run_id, sub.name, sub.start_us, sub.end_us, hidden=sub.hidden, parent=sub.parent)
 
 
 class ScenarioRun:
@@ -261,9 +259,7 @@ class ScenarioRun:
                 if command.detach:
                     self.background.append((running, source, None, True, True))
                     continue
-                code = self._wait(
-                    running, self.options.command_timeout_s, f"setup command {command.command!r}"
-                )
+                code = self._wait(running, self.options.command_timeout_s, f"setup command {command.command!r}")
                 self._store_output(running, source, True, True)
                 if code != 0:
                     raise StepFailed(
@@ -279,9 +275,7 @@ class ScenarioRun:
                 out, err = self.backend.logs(service)
                 if code not in (0, None):
                     tail = "\n".join((out + err).strip().splitlines()[-20:])
-                    raise StepFailed(
-                        f"service {name} stopped during [BOOT] with exit code {code}", tail, code
-                    )
+                    raise StepFailed(f"service {name} stopped during [BOOT] with exit code {code}", tail, code)
                 self.warnings.append(f"service {name} finished during [BOOT] (exit code {code})")
 
     def _wait_healthy(self, service: Service, deadline: float) -> None:
@@ -467,13 +461,9 @@ class ScenarioRun:
         summary = self._summarize()
         if interrupted:
             raise KeyboardInterrupt
-        return ScenarioResult(
-            self.run_id, status, exit_code, summary, list(summary.get("warnings", [])), error, output
-        )
+        return ScenarioResult(self.run_id, status, exit_code, summary, list(summary.get("warnings", [])), error, output)
 
-    def _save(
-        self, status: str, error: str | None, exit_code: int | None, sampler_warnings: list[str]
-    ) -> None:
+    def _save(self, status: str, error: str | None, exit_code: int | None, sampler_warnings: list[str]) -> None:
         store, run_id = self.store, self.run_id
         self.phases.save(store, run_id)
         for source, stream, text, t_us in self.logs:
@@ -503,9 +493,7 @@ class ScenarioRun:
         }
         store.update_run(run_id, settings=settings)
         warnings = [*self.warnings, *self.backend.warnings, *self.collected.warnings, *sampler_warnings]
-        store.finish_run(
-            run_id, status, error=error, exit_code=exit_code, warnings=list(dict.fromkeys(warnings))
-        )
+        store.finish_run(run_id, status, error=error, exit_code=exit_code, warnings=list(dict.fromkeys(warnings)))
 
     def _sci(self) -> dict[str, Any] | None:
         unit_metric = next((m for m in self.scenario.custom_metrics.values() if m.sci), None)
@@ -538,9 +526,7 @@ class ScenarioRun:
                     ("network_rx_b", "network_rx_b", "delta"),
                     ("network_tx_b", "network_tx_b", "delta"),
                 ):
-                    values = [
-                        getattr(s, how)(start, end) for s in series if s.name == metric and s.detail == name
-                    ]
+                    values = [getattr(s, how)(start, end) for s in series if s.name == metric and s.detail == name]
                     present = [v for v in values if v is not None]
                     figures[key] = (max(present) if how == "peak" else sum(present)) if present else None
                 per_service[name] = figures
@@ -592,7 +578,5 @@ def run_scenario(
     """Check and run a scenario file. A file that is not valid raises ScenarioError before any run is
     stored; after that the run is stored whatever happens (a failure is recorded in it)."""
     options = options or RunOptions()
-    scenario = load_scenario(
-        path, options.variables, allow_unsafe=options.allow_unsafe, backend=options.backend
-    )
+    scenario = load_scenario(path, options.variables, allow_unsafe=options.allow_unsafe, backend=options.backend)
     return ScenarioRun(store, scenario, options, progress).execute()

@@ -174,7 +174,7 @@ class _Checker:
         else:
             self.err(
                 path,
-                f"unknown {where} key{hint}; set ignore-unsupported-compose: true to ignore unsupported keys",
+                f"unknown or unsupported {where} key{hint}; set ignore-unsupported-compose: true to ignore such keys",
             )
 
     # --- shapes ----------------------------------------------------------------------------------
@@ -315,8 +315,7 @@ class _Checker:
         if not resolved.is_relative_to(self.folder) and not self.allow_unsafe:
             self.err(
                 path,
-                f"{what} {raw!r} is outside the scenario's folder ({self.folder}); "
-                "only --allow-unsafe permits host paths outside it",
+                f"{what} {raw!r} is outside the scenario's folder; only --allow-unsafe permits host paths outside it",
             )
         return resolved
 
@@ -324,9 +323,7 @@ class _Checker:
     def scenario(self) -> Scenario | None:
         root = self.doc.value
         if not isinstance(root, dict):
-            self.err(
-                (), f"the file must be a mapping of keys (name, flow, services, ...), got {describe(root)}"
-            )
+            self.err((), f"the file must be a mapping of keys (name, flow, services, ...), got {describe(root)}")
             return None
         ignore = root.get("ignore-unsupported-compose", False)
         self.ignore_unsupported = self.boolean(("ignore-unsupported-compose",), ignore)
@@ -424,9 +421,7 @@ class _Checker:
                 if driver is not None and driver != "bridge":
                     self.err((*item_path, "driver"), f"only the bridge driver is supported, got {driver!r}")
             if "labels" in checked:
-                options["labels"] = self.key_values(
-                    (*item_path, "labels"), checked["labels"], environment=False
-                )
+                options["labels"] = self.key_values((*item_path, "labels"), checked["labels"], environment=False)
             out[str(name)] = options
         return out
 
@@ -453,9 +448,7 @@ class _Checker:
     ) -> Service | None:
         path: KeyPath = ("services", name)
         if not SERVICE_NAME_RE.match(name):
-            self.err(
-                path, "service names use letters, digits, '_', '.' and '-', starting with a letter or digit"
-            )
+            self.err(path, "service names use letters, digits, '_', '.' and '-', starting with a letter or digit")
         raw = self.mapping(path, spec, SERVICE_KEYS, where="service")
         if raw is None:
             return None
@@ -465,8 +458,7 @@ class _Checker:
                 if key in raw:
                     self.err(
                         (*path, key),
-                        "not supported by the host backend "
-                        "(services run as host processes in their own cgroup)",
+                        "not supported by the host backend (services run as host processes in their own cgroup)",
                     )
         elif "image" not in raw and "build" not in raw:
             self.err(
@@ -487,14 +479,12 @@ class _Checker:
                 self.err((*path, "container_name"), "container names use letters, digits, '_', '.' and '-'")
             service.container_name = container
         if "environment" in raw:
-            service.environment = self.key_values(
-                (*path, "environment"), raw["environment"], environment=True
-            )
+            service.environment = self.key_values((*path, "environment"), raw["environment"], environment=True)
         if "labels" in raw:
             service.labels = self.key_values((*path, "labels"), raw["labels"], environment=False)
         if "ports" in raw:
             service.ports = self.string_list((*path, "ports"), raw["ports"])
-            if service.ports and not self.allow_unsafe:
+            if service.ports and not self.allow_unsafe and backend != "host":
                 self.err(
                     (*path, "ports"),
                     "publishing ports on the host is not allowed by default (containers reach each other "
@@ -542,9 +532,7 @@ class _Checker:
         if "dockerfile" in raw:
             dockerfile = self.text((*path, "dockerfile"), raw["dockerfile"])
             if dockerfile is not None:
-                self.inside_folder(
-                    (*path, "dockerfile"), str(Path(context or ".") / dockerfile), "dockerfile"
-                )
+                self.inside_folder((*path, "dockerfile"), str(Path(context or ".") / dockerfile), "dockerfile")
             spec.dockerfile = dockerfile
         if "args" in raw:
             spec.args = self.key_values((*path, "args"), raw["args"], environment=False)
@@ -560,9 +548,7 @@ class _Checker:
         for index, item in enumerate(value):
             item_path = (*path, index)
             if isinstance(item, dict):
-                raw = self.mapping(
-                    item_path, item, {"type", "source", "target", "read_only"}, ("target",), "volume"
-                )
+                raw = self.mapping(item_path, item, {"type", "source", "target", "read_only"}, ("target",), "volume")
                 if raw is None:
                     continue
                 kind = raw.get("type", "volume")
@@ -683,8 +669,7 @@ class _Checker:
             else:
                 self.err(
                     (*path, "test"),
-                    'must be ["CMD", program, args...], ["CMD-SHELL", "command"], ["NONE"] '
-                    "or a shell command",
+                    'must be ["CMD", program, args...], ["CMD-SHELL", "command"], ["NONE"] or a shell command',
                 )
         else:
             self.err((*path, "test"), f"must be a shell command or a list, got {describe(test)}")
@@ -738,13 +723,9 @@ class _Checker:
                 if "shell" in raw:
                     command.shell = self.program((*item_path, "shell"), raw["shell"])
                 if "shell-options" in raw:
-                    command.shell_options = self.shell_options(
-                        (*item_path, "shell-options"), raw["shell-options"]
-                    )
+                    command.shell_options = self.shell_options((*item_path, "shell-options"), raw["shell-options"])
                     if "shell" not in raw:
-                        self.err(
-                            (*item_path, "shell-options"), "needs 'shell' (the program the options are for)"
-                        )
+                        self.err((*item_path, "shell-options"), "needs 'shell' (the program the options are for)")
                 if "detach" in raw:
                     command.detach = self.boolean((*item_path, "detach"), raw["detach"])
             self.check_split(item_path if isinstance(item, str) else (*item_path, "command"), command)
@@ -759,8 +740,7 @@ class _Checker:
         except ValueError as exc:
             self.err(
                 path,
-                f"cannot split {command.command!r} into arguments ({exc}); "
-                "set shell: sh to run it in a shell",
+                f"cannot split {command.command!r} into arguments ({exc}); set shell: sh to run it in a shell",
             )
             return
         if not argv:
@@ -776,9 +756,7 @@ class _Checker:
 
     def cpus(self, path: KeyPath, value: Any) -> str | None:
         try:
-            number = (
-                float(value) if isinstance(value, int | float | str) and not isinstance(value, bool) else None
-            )
+            number = float(value) if isinstance(value, int | float | str) and not isinstance(value, bool) else None
         except ValueError:
             number = None
         if number is None or number <= 0:
@@ -822,13 +800,11 @@ class _Checker:
         def visit(name: str, chain: list[str]) -> None:
             state[name] = 1
             for dep in services[name].depends_on:
-                if dep not in services:
+                if dep not in services or dep == name:
                     continue
                 if state.get(dep) == 1:
                     cycle = " -> ".join([*chain[chain.index(dep) :], dep])
-                    self.err(
-                        ("services", name, "depends_on"), f"services depend on each other in a cycle: {cycle}"
-                    )
+                    self.err(("services", name, "depends_on"), f"services depend on each other in a cycle: {cycle}")
                 elif dep not in state:
                     visit(dep, [*chain, dep])
             state[name] = 2
@@ -856,9 +832,7 @@ class _Checker:
             if not METRIC_NAME_RE.match(str(name)):
                 self.err(item_path, "metric names start with a letter and use letters, digits, '_', '.', '-'")
                 continue
-            checked = self.mapping(
-                item_path, spec, CUSTOM_METRIC_KEYS, ("unit", "regex"), where="custom metric"
-            )
+            checked = self.mapping(item_path, spec, CUSTOM_METRIC_KEYS, ("unit", "regex"), where="custom metric")
             if not checked or "unit" not in checked or "regex" not in checked:
                 continue
             unit = self.text((*item_path, "unit"), checked["unit"])
@@ -887,8 +861,7 @@ class _Checker:
         if len(sci_metrics) > 1:
             self.err(
                 path,
-                "only one custom metric can be the SCI functional unit (sci: true): "
-                + ", ".join(sci_metrics),
+                "only one custom metric can be the SCI functional unit (sci: true): " + ", ".join(sci_metrics),
             )
         return out
 
@@ -921,9 +894,7 @@ class _Checker:
         names: dict[str, int] = {}
         for index, item in enumerate(value):
             item_path = (*path, index)
-            raw = self.mapping(
-                item_path, item, STEP_KEYS, ("name", "container", "commands"), where="flow step"
-            )
+            raw = self.mapping(item_path, item, STEP_KEYS, ("name", "container", "commands"), where="flow step")
             if raw is None:
                 continue
             name = self.text((*item_path, "name"), raw["name"]) if "name" in raw else None
@@ -937,9 +908,7 @@ class _Checker:
                 service_key = by_container.get(container)
                 if service_key is None:
                     known = ", ".join(sorted(by_container)) or "none are defined"
-                    self.err(
-                        (*item_path, "container"), f"no service or container named {container!r} ({known})"
-                    )
+                    self.err((*item_path, "container"), f"no service or container named {container!r} ({known})")
             hidden = self.boolean((*item_path, "hidden"), raw["hidden"]) if "hidden" in raw else False
             commands = self.commands((*item_path, "commands"), raw["commands"]) if "commands" in raw else []
             if name is not None and container is not None and service_key is not None:
@@ -973,9 +942,7 @@ class _Checker:
             if "shell" in raw:
                 command.shell = self.program((*item_path, "shell"), raw["shell"])
             if "shell-options" in raw:
-                command.shell_options = self.shell_options(
-                    (*item_path, "shell-options"), raw["shell-options"]
-                )
+                command.shell_options = self.shell_options((*item_path, "shell-options"), raw["shell-options"])
                 if "shell" not in raw:
                     self.err((*item_path, "shell-options"), "needs 'shell' (the program the options are for)")
             for key, attribute in (
@@ -1010,7 +977,5 @@ def load_scenario(
 ) -> Scenario:
     """Read and check a scenario file. Raises ScenarioError listing every problem with file and line."""
     if backend not in ("auto", *BACKENDS):
-        raise ScenarioError(
-            str(path), [Problem(None, (), f"backend must be auto, container or host, got {backend!r}")]
-        )
+        raise ScenarioError(str(path), [Problem(None, (), f"backend must be auto, container or host, got {backend!r}")])
     return check_document(load_document(path, variables), allow_unsafe=allow_unsafe, backend=backend)

@@ -139,9 +139,7 @@ class _Reader:
 
         return VARIABLE_RE.sub(replace, text)
 
-    def read_file(
-        self, path: Path, base: KeyPath, locations: dict[KeyPath, Location]
-    ) -> tuple[Any, str] | None:
+    def read_file(self, path: Path, base: KeyPath, locations: dict[KeyPath, Location]) -> tuple[Any, str] | None:
         """Parse one file; its key locations are stored under `base`. None when it could not be read."""
         file = self.display(path)
         try:
@@ -160,8 +158,13 @@ class _Reader:
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark else 1
-            reason = " ".join(str(part) for part in (exc.problem, exc.context) if part)
-            self.problem(Location(file, line), (), f"YAML syntax error: {reason or exc}")
+            reason = str(exc.problem or exc)
+            if exc.context:
+                context = str(exc.context)
+                if exc.context_mark is not None and exc.context_mark.line + 1 != line:
+                    context += f" that starts on line {exc.context_mark.line + 1}"
+                reason += f" ({context})"
+            self.problem(Location(file, line), (), f"YAML syntax error: {reason}")
             return None
         except yaml.YAMLError as exc:
             self.problem(Location(file, 1), (), f"YAML syntax error: {exc}")
@@ -178,9 +181,7 @@ class _Reader:
         return value, text
 
     # --- nodes -----------------------------------------------------------------------------------
-    def convert(
-        self, node: Node, loader: _Loader, file: str, path: KeyPath, locations: dict[KeyPath, Location]
-    ) -> Any:
+    def convert(self, node: Node, loader: _Loader, file: str, path: KeyPath, locations: dict[KeyPath, Location]) -> Any:
         here = Location(file, node.start_mark.line + 1)
         locations.setdefault(path, here)
         if node.tag == INCLUDE_TAG:
@@ -195,9 +196,7 @@ class _Reader:
             first_line: dict[Any, int] = {}
             for key_node, value_node in node.value:
                 if not isinstance(key_node, ScalarNode):
-                    self.problem(
-                        Location(file, key_node.start_mark.line + 1), path, "keys must be plain text"
-                    )
+                    self.problem(Location(file, key_node.start_mark.line + 1), path, "keys must be plain text")
                     continue
                 key = self.scalar(key_node, loader, file, path)
                 if isinstance(key, bool | int | float) or key is None:
@@ -216,8 +215,7 @@ class _Reader:
             return result
         if isinstance(node, SequenceNode):
             return [
-                self.convert(item, loader, file, (*path, index), locations)
-                for index, item in enumerate(node.value)
+                self.convert(item, loader, file, (*path, index), locations) for index, item in enumerate(node.value)
             ]
         return self.scalar(node, loader, file, path)
 
@@ -244,9 +242,7 @@ class _Reader:
         target = Path(name)
         resolved = (self.root / target).resolve()
         if target.is_absolute() or not resolved.is_relative_to(self.root):
-            self.problem(
-                here, path, f"!include {name}: only files inside the scenario's folder can be included"
-            )
+            self.problem(here, path, f"!include {name}: only files inside the scenario's folder can be included")
             return None
         if not resolved.is_file():
             self.problem(here, path, f"!include {name}: no such file in the scenario's folder")
@@ -298,9 +294,7 @@ def load_document(path: str | Path, variables: dict[str, str] | None = None) -> 
     for name in sorted(set(variables) - reader.used):
         short = VARIABLE_RE.fullmatch(name)
         shown = short.group(1) if short else name
-        reader.problem(
-            None, (), f"variable {shown} is given (--variable) but no file of the scenario uses {name}"
-        )
+        reader.problem(None, (), f"variable {shown} is given (--variable) but no file of the scenario uses {name}")
     if reader.problems or read is None:
         if read is not None and read[0] is None and not reader.problems:
             reader.problem(Location(reader.display(path), 1), (), "the file is empty")
