@@ -1,9 +1,206 @@
-"""Commands of wattwise.monitor (being written)."""
+"""Commands of wattwise.monitor: `exporter`, `monitor-api`, `monitor-proxy`."""
 
 from __future__ import annotations
 
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from wattwise.clitools import DbOption, console, err_console
+
+PANEL = "Cluster monitoring (Prometheus/Grafana)"
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the root app."""
+    app.command("exporter", rich_help_panel=PANEL)(exporter)
+    app.command("monitor-api", rich_help_panel=PANEL)(monitor_api)
+    app.command("monitor-proxy", rich_help_panel=PANEL)(monitor_proxy)
+
+
+def _intensity(grid: str | None, grid_fallback: str | None, grid_url: str | None, grid_ttl: float):
+    from wattwise.carbon.live import CachedIntensity, StaticSource, make_source
+    from wattwise.carbon.static import resolve_grid_factor
+
+    fallback = StaticSource.for_country(grid_fallback) if grid_fallback else StaticSource(resolve_grid_factor())
+    source = make_source(grid, base_url=grid_url) if grid else fallback
+    return CachedIntensity(source, ttl_s=grid_ttl, fallback=None if source is fallback else fallback)
+
+
+def exporter(
+    listen: Annotated[str, typer.Option(help="Address to serve /metrics on: [HOST]:PORT.")] = ":9010",
+    mountinfo: Annotated[Path, typer.Option(help="mountinfo file that says where cgroups are mounted.")] = Path(
+        "/proc/self/mountinfo"),
+    cgroup_root: Annotated[Path | None, typer.Option(
+        help="Read the cgroup mount points under this directory (mount points below /sys/fs/cgroup keep "
+             "their relative place): for fixture trees or a host cgroupfs mounted elsewhere.")] = None,
+    powercap_root: Annotated[Path, typer.Option(help="powercap sysfs directory with intel-rapl:* zones.")] = Path(
+        "/sys/class/powercap"),
+    proc_root: Annotated[Path, typer.Option(help="proc filesystem (stat, meminfo, <pid>/status).")] = Path("/proc"),
+    hostname: Annotated[str | None, typer.Option(help="Value of the hostname label (default: this host).")] = None,
+    pue: Annotated[float | None, typer.Option(help="Power usage effectiveness (default $WATTWISE_PUE or 1).")] = None,
+    grid: Annotated[str | None, typer.Option(
+        help="Grid intensity source: static:<country|g/kWh>, trace:<csv>, electricitymaps:<zone>, rte, ukci, "
+             "ukci:<postcode|region id> (default: static, from $WATTWISE_GRID_INTENSITY / $WATTWISE_COUNTRY, "
+             "else the world average).")] = None,
+    grid_fallback: Annotated[str | None, typer.Option(
+        help="Country whose static factor is used while a live source has never answered.")] = None,
+    grid_url: Annotated[str | None, typer.Option(help="Base URL of the live grid API (to use a proxy).")] = None,
+    grid_ttl: Annotated[float, typer.Option(help="Seconds a grid intensity value is reused.")] = 900.0,
+    ipmi: Annotated[str, typer.Option(
+        help="IPMI DCMI power: auto (ipmitool or ipmi-dcmi if a BMC is there), off, or the command to run "
+             "(e.g. 'ipmitool -I lanplus -H bmc dcmi power reading').")] = "auto",
+    ipmi_interval: Annotated[float, typer.Option(help="Seconds between BMC readings.")] = 5.0,
+    gpu: Annotated[bool, typer.Option("--gpu/--no-gpu", help="Read NVIDIA GPUs through NVML if present.")] = True,
+    tdp: Annotated[float | None, typer.Option(help="CPU TDP in W for the estimated power curve.")] = None,
+    power_curve: Annotated[Path | None, typer.Option(
+        help="Calibration CSV utilization,power_w for the estimated power.")] = None,
+    cpu_fraction: Annotated[float, typer.Option(help="Share of a whole-node reading attributed by CPU.")] = 0.7,
+    memory_fraction: Annotated[float, typer.Option(help="Share attributed by memory.")] = 0.1,
+    managers: Annotated[str, typer.Option(help="Unit managers to export, comma-separated.")] = (
+        "slurm,docker,podman,systemd"),
+    projects: Annotated[Path | None, typer.Option(help="Project mapping file (YAML: users:, units:).")] = None,
+    passwd: Annotated[Path | None, typer.Option(help="passwd-format file for uid → user names.")] = None,
+    scontrol: Annotated[str | None, typer.Option(
+        help="Ask Slurm for a job's user and account with this scontrol command (e.g. scontrol).")] = None,
+    once: Annotated[bool, typer.Option(
+        "--once", help="Print one scrape to stdout (taken --interval after a first reading) and exit.")] = False,
+    interval: Annotated[float, typer.Option(help="With --once: seconds between the two readings.")] = 1.0,
+) -> None:
+    """Serve per-unit (Slurm job, container, service) and node energy metrics to Prometheus."""
+    import time
+
+    from wattwise.carbon.static import resolve_pue
+    from wattwise.errors import ConfigError
+    from wattwise.monitor.exporter import ExporterConfig, MonitorExporter, make_server, parse_listen
+    from wattwise.monitor.metadata import OwnerResolver, ProjectMap, UserNames
+    from wattwise.monitor.node import IpmiPoller, NodeReader
+    from wattwise.providers.estimate import default_power_curve
+
+    config = ExporterConfig(
+        mountinfo=mountinfo, cgroup_root=cgroup_root, powercap_root=powercap_root, proc_root=proc_root,
+        pue=resolve_pue(pue), cpu_fraction=cpu_fraction, memory_fraction=memory_fraction,
+        managers=frozenset(m.strip() for m in managers.split(",") if m.strip()),
+    )
+    if hostname:
+        config.hostname = hostname
+    config.check()
+    host, port = parse_listen(listen)
+    node = NodeReader(proc_root, powercap_root)
+    node.ipmi = _ipmi_poller(ipmi, ipmi_interval, IpmiPoller)
+    if gpu:
+        node.gpu = _open_gpu()
+    owners = OwnerResolver(proc_root, ProjectMap.load(projects) if projects else None,
+                           UserNames(passwd), shlex.split(scontrol) if scontrol else None)
+    curve = default_power_curve(tdp, power_curve)
+    exp = MonitorExporter(config, _intensity(grid, grid_fallback, grid_url, grid_ttl), node=node,
+                          owners=owners, power_curve=curve)
+    exp.open()
+    if once:
+        if interval < 0:
+            raise ConfigError("--interval must not be negative")
+        time.sleep(interval)
+        sys.stdout.write(exp.scrape())
+        sys.stdout.flush()
+        return
+    server = make_server(exp, host, port)
+    sources = ", ".join(filter(None, [
+        "RAPL" if node.rapl_available else "", "IPMI" if node.ipmi else "", "GPU" if node.gpu else "",
+        "estimate" if not (node.rapl_available or node.ipmi) else ""]))
+    err_console.print(f"wattwise exporter on http://{host}:{server.server_address[1]}/metrics "
+                      f"(node power: {sources})", highlight=False)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        if node.ipmi:
+            node.ipmi.stop()
+
+
+def _ipmi_poller(ipmi: str, interval: float, poller_class):
+    from wattwise.providers.ipmi import IpmiDcmiProvider
+
+    if ipmi == "off":
+        return None
+    if ipmi == "auto":
+        provider = IpmiDcmiProvider()
+        if not provider.availability().available:
+            return None
+    else:
+        provider = IpmiDcmiProvider(command=shlex.split(ipmi))
+    poller = poller_class(provider, interval)
+    poller.start()
+    return poller
+
+
+def _open_gpu():
+    from wattwise.providers.nvml import NvmlProvider
+
+    provider = NvmlProvider()
+    if not provider.availability().available:
+        return None
+    try:
+        provider.open()
+    except Exception:
+        return None
+    return provider
+
+
+def monitor_api(
+    listen: Annotated[str, typer.Option(help="Address of the REST API: [HOST]:PORT.")] = ":9011",
+    prometheus: Annotated[str, typer.Option(help="Prometheus base URL to pull unit aggregates from.")] = (
+        "http://127.0.0.1:9090"),
+    access: Annotated[Path | None, typer.Option(help="Access file (YAML): admins, tokens, projects, header.")] = None,
+    db: DbOption = None,
+    interval: Annotated[float, typer.Option(help="Seconds between pulls from Prometheus (0: never pull).")] = 300.0,
+    lookback: Annotated[float, typer.Option(help="Seconds of history the very first pull covers.")] = 86400.0,
+    step: Annotated[float, typer.Option(help="Resolution (s) of the subquery that finds units' last samples; "
+                                             "use the scrape interval.")] = 15.0,
+    once: Annotated[bool, typer.Option("--once", help="Pull once, print what was stored, and exit.")] = False,
+) -> None:
+    """Pull per-unit aggregates from Prometheus into the database and serve them (users see their own)."""
+    from wattwise.clitools import open_store
+    from wattwise.monitor.access import AccessConfig
+    from wattwise.monitor.aggregate import Aggregator, PromClient
+    from wattwise.monitor.exporter import parse_listen
+
+    store = open_store(db)
+    aggregator = Aggregator(store, PromClient(prometheus), step_s=step, lookback_s=lookback)
+    if once:
+        summary = aggregator.run_once()
+        console.print_json(data=summary)
+        return
+    import uvicorn
+
+    from wattwise.monitor.api import create_app
+
+    config = AccessConfig.load(access) if access else AccessConfig()
+    host, port = parse_listen(listen)
+    app = create_app(store, config, aggregator=aggregator if interval > 0 else None, interval_s=interval)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def monitor_proxy(
+    listen: Annotated[str, typer.Option(help="Address of the guarded Prometheus API: [HOST]:PORT.")] = ":9012",
+    prometheus: Annotated[str, typer.Option(help="Prometheus base URL behind the guard.")] = (
+        "http://127.0.0.1:9090"),
+    access: Annotated[Path | None, typer.Option(help="Access file (YAML): admins, tokens, projects, header.")] = None,
+    db: DbOption = None,
+) -> None:
+    """A PromQL guard in front of Prometheus: non-admins may only query series of units they own."""
+    import uvicorn
+
+    from wattwise.clitools import open_store
+    from wattwise.monitor.access import AccessConfig
+    from wattwise.monitor.exporter import parse_listen
+    from wattwise.monitor.proxy import create_proxy
+
+    config = AccessConfig.load(access) if access else AccessConfig()
+    host, port = parse_listen(listen)
+    app = create_proxy(prometheus, config, open_store(db))
+    uvicorn.run(app, host=host, port=port, log_level="warning")
