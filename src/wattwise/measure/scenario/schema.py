@@ -208,7 +208,8 @@ class _Checker:
             return value
         if numbers and isinstance(value, int | float) and not isinstance(value, bool):
             return str(value)
-        self.err(path, f"must be text, got {describe(value)}")
+        hint = " (YAML reads unquoted yes, no, on, off, true and false as booleans: quote the text)"
+        self.err(path, f"must be text, got {describe(value)}" + (hint if isinstance(value, bool) else ""))
         return None
 
     def boolean(self, path: KeyPath, value: Any) -> bool:
