@@ -233,3 +233,24 @@ def private_pg() -> Iterator[PrivatePostgres]:
 
         _migrated.discard(instance.url.replace("postgresql://", "postgresql+psycopg://"))
         shutil.rmtree(base, ignore_errors=True)
+
+
+# --- the CLI in this process (the real-process runner is `run_cli` of tests/conftest.py) ------------------
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    exception: BaseException | None
+
+
+def invoke(*args: str) -> CliResult:
+    """Run `wattwise ARGS` in this process (fast); user errors come back as `exception`."""
+    from typer.testing import CliRunner
+
+    from wattwise.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    exception = result.exception if not isinstance(result.exception, SystemExit) else None
+    return CliResult(result.exit_code, result.stdout, exception)

@@ -131,9 +131,10 @@ class _Reader:
         self.data = data
         self.prefix = prefix
         self.used: set[str] = set()
+        self.header_line: int | None = None  # the line of the key that opens this section
 
     def where(self, key: str | None = None) -> str:
-        line = self.data.lines.get(key, self.data.line) if key is not None else self.data.line
+        line = self.data.lines.get(key, self.data.line) if key is not None else self.header_line or self.data.line
         path = f"{self.prefix}{key}" if key is not None else self.prefix.rstrip(".") or "(top level)"
         return f"{self.file}, line {line}, {path}"
 
@@ -156,7 +157,7 @@ class _Reader:
         name, value = self.raw(key)
         if value is None:
             if required:
-                raise self.fail(None, f"missing key {self.prefix}{key!r}")
+                raise self.fail(None, f"missing key '{self.prefix}{key}'")
             return default
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             raise self.fail(name, f"expected text, got {value!r}")
@@ -222,7 +223,9 @@ class _Reader:
             return None
         if not isinstance(value, _Map):
             raise self.fail(name, f"expected a mapping (indented keys), got {value!r}")
-        return _Reader(self.file, value, f"{self.prefix}{key}.")
+        reader = _Reader(self.file, value, f"{self.prefix}{key}.")
+        reader.header_line = self.data.lines.get(name)
+        return reader
 
     def finish(self) -> None:
         unknown = [k for k in self.data if k not in self.used]
@@ -315,6 +318,12 @@ def parse_config(text: str, file: str = "<config>") -> ClientConfig:
     config = ClientConfig(machine_id=machine_id, path=Path(file) if file != "<config>" else None)
     config.description = top.text("description", "") or ""
     config.database = top.text("database")
+    if isinstance(top.data.get("mac_address"), int) and not isinstance(top.data.get("mac_address"), bool):
+        raise top.fail(
+            "mac_address",
+            "YAML read this MAC address as a number (digits separated by ':' are base 60 in YAML 1.1): "
+            "put it in quotes, e.g. mac_address: \"00:11:22:33:44:55\"",
+        )
     mac = top.text("mac_address")
     if mac is not None:
         try:
