@@ -117,7 +117,7 @@ def test_real_cgroup_attributes_cpu_of_a_busy_process() -> None:
         assert burner.pid in created.unit.pids()
         burner.wait()
         cpu_s, memory_b = provider.read()
-        assert cpu_s is not None and 0.5 < cpu_s < 1.5
+        assert cpu_s is not None and 0.6 <= cpu_s < 1.5  # its own 0.6 s of CPU plus interpreter start
         assert memory_b is not None
         # an idle sibling cgroup gets nothing
         assert UnitCgroup.of_path("x", "/", CgroupMounts.from_mountinfo()).exists()
