@@ -63,9 +63,13 @@ class ControlWorkloadSettings:
 
 @dataclass
 class MeasureSettings:
-    interval_s: float = 0.1
-    baseline_s: float = 5.0
+    """How jobs are measured; None: the default of `wattwise measure` / `wattwise run`."""
+
+    interval_s: float | None = None
+    baseline_s: float | None = None
+    idle_s: float | None = None  # scenarios only
     providers: list[str] | None = None
+    backend: str = "auto"  # scenarios only: auto | container | host
 
 
 @dataclass
@@ -285,7 +289,7 @@ _CONTROL = (
     "phase",
     "metrics",
 )
-_MEASURE = ("interval_s", "baseline_s", "providers")
+_MEASURE = ("interval_s", "baseline_s", "idle_s", "providers", "backend")
 _SMTP = ("host", "port", "username", "password", "password_file", "security", "from")
 
 
@@ -350,10 +354,15 @@ def parse_config(text: str, file: str = "<config>") -> ClientConfig:
     measure = top.section("measure")
     if measure is not None:
         measure.allowed = _MEASURE
+        backend = measure.text("backend", "auto") or "auto"
+        if backend not in ("auto", "container", "host"):
+            raise measure.fail("backend", f"{backend!r} is not a scenario backend: use auto, container or host")
         config.measure = MeasureSettings(
-            interval_s=measure.number("interval_s", 0.1, minimum=0.01),
-            baseline_s=measure.number("baseline_s", 5.0, minimum=0),
+            interval_s=measure.number("interval_s", None, minimum=0.01),
+            baseline_s=measure.number("baseline_s", None, minimum=0),
+            idle_s=measure.number("idle_s", None, minimum=0),
             providers=measure.patterns("providers"),
+            backend=backend,
         )
         measure.finish()
 

@@ -158,12 +158,14 @@ class CommandExecutor(Executor):
             return ExecutionResult(False, error=f"job {job.id} has no command")
         options = MeasureOptions(
             name=job.name,
-            interval_s=context.measure.interval_s,
-            baseline_s=context.measure.baseline_s,
             providers=context.measure.providers,
             echo_output=False,
             env={k: str(v) for k, v in job.variables.items()} or None,
         )
+        if context.measure.interval_s is not None:
+            options.interval_s = context.measure.interval_s
+        if context.measure.baseline_s is not None:
+            options.baseline_s = context.measure.baseline_s
         stopper = ChildStopper(context.cancel)
         stopper.start()
         try:
@@ -220,21 +222,15 @@ def clone_git(url: str, branch: str | None, destination: Path, cancel: threading
 
 
 def scenario_runner() -> Callable[..., Any] | None:
-    """The scenario runner's Python entry point, when it is installed."""
-    for module_name, attribute in (
-        ("wattwise.measure.scenario.runner", "run_scenario"),
-        ("wattwise.measure.scenario", "run_scenario"),
-    ):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            raise
-        function = getattr(module, attribute, None)
-        if callable(function):
-            return function
-    return None
+    """The scenario runner's Python entry point (`wattwise.measure.scenario.runner.run_scenario`), if any."""
+    try:
+        module = importlib.import_module("wattwise.measure.scenario.runner")
+    except ModuleNotFoundError as exc:
+        if exc.name and "wattwise.measure.scenario.runner".startswith(exc.name):
+            return None
+        raise
+    function = getattr(module, "run_scenario", None)
+    return function if callable(function) else None
 
 
 class ScenarioExecutor(Executor):
@@ -263,9 +259,7 @@ class ScenarioExecutor(Executor):
             runner = scenario_runner()
             if runner is None:
                 return ExecutionResult(
-                    False,
-                    error="this wattwise has no scenario runner Python API (wattwise.measure.scenario."
-                    "run_scenario) yet: scenario jobs cannot run",
+                    False, error="this wattwise has no scenario runner (wattwise.measure.scenario.runner)"
                 )
             return self._run(runner, job, scenario_file, context)
         except WattwiseError as exc:
@@ -278,26 +272,39 @@ class ScenarioExecutor(Executor):
         self, runner: Callable[..., Any], job: JobInfo, scenario_file: Path, context: ExecutionContext
     ) -> ExecutionResult:
         from wattwise.cluster.mail import run_log_tail
+        from wattwise.measure.scenario.runner import RunOptions
+        from wattwise.measure.scenario.source import variable_name
 
+        measure = context.measure
+        options = RunOptions(
+            name=job.name,
+            variables={variable_name(k): v for k, v in job.variables.items()},
+            providers=measure.providers,
+            backend=measure.backend,
+        )
+        for key in ("interval_s", "baseline_s", "idle_s"):
+            value = getattr(measure, key)
+            if value is not None:
+                setattr(options, key, value)
         stopper = ChildStopper(context.cancel)
         stopper.start()
         try:
-            outcome = runner(context.store, scenario_file, variables=dict(job.variables), name=job.name)
+            outcome = runner(context.store, scenario_file, options)
         finally:
             stopper.finish()
-        run_id = getattr(outcome, "run_id", None)
-        status = getattr(outcome, "status", None)
-        error = getattr(outcome, "error", None)
-        summary = getattr(outcome, "summary", None)
-        if run_id is not None:
-            context.run_started(run_id)
-        ok = status == "finished" and not context.cancel.is_set()
+        if outcome.run_id is not None:
+            context.run_started(outcome.run_id)
+        ok = outcome.status == "finished" and not context.cancel.is_set()
+        error = outcome.error or f"scenario run ended {outcome.status}"
+        tail = run_log_tail(context.store, outcome.run_id)
+        if outcome.output:
+            tail = "\n".join(outcome.output.rstrip().splitlines()[-40:])
         return ExecutionResult(
             ok,
-            run_id=run_id,
-            error=None if ok else (error or f"scenario run ended {status}"),
-            log_tail="" if ok else run_log_tail(context.store, run_id),
-            summary=summary,
+            run_id=outcome.run_id,
+            error=None if ok else error,
+            log_tail="" if ok else tail,
+            summary=outcome.summary,
         )
 
 
