@@ -1,9 +1,170 @@
-"""Commands of wattwise.schedule (being written)."""
+"""Commands of wattwise.schedule: `wattwise simulate` and `wattwise sweep`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+POLICY_HELP = (
+    "agnostic (start at arrival), threshold (work while below a percentile of the next 24 h), carbon-time "
+    "(best saving per unit of delay), oracle (best uninterrupted run), wait-awhile (cheapest slots, believes "
+    "suspend & resume are free), suspend-resume (optimal, every resume repeats the startup)"
+)
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the root app."""
+    app.command("simulate")(simulate_command)
+    app.command("sweep")(sweep_command)
+
+
+def simulate_command(
+    jobs: Annotated[Path, typer.Option("--jobs", help="Job trace: GAIA CSV 'arrival_time,length,cpus' or "
+                                       "Carbs 'arrival_time|length|cpus|name|args'.", show_default=False)],
+    carbon: Annotated[Path, typer.Option("--carbon", help="Carbon trace: Electricity Maps CSV export or "
+                                         "'timestamp,g_per_kwh' CSV.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Output directory (created).", show_default=False)],
+    policy: Annotated[str, typer.Option("--policy", help=POLICY_HELP)] = "suspend-resume",
+    wait_hours: Annotated[float, typer.Option("--wait-hours", help="Waiting time per job, unless the trace "
+                                              "has a waiting_time column: deadline = arrival + startup + "
+                                              "length + wait.")] = 24.0,
+    model: Annotated[Path | None, typer.Option("--model", help="Job model (JSON/YAML) for rows without their "
+                                               "own model: its startup, then its work phases repeated to "
+                                               "the job's length.")] = None,
+    resolution: Annotated[str, typer.Option("--resolution", help="Time slot, e.g. 60s, 5min.")] = "60s",
+    start: Annotated[str | None, typer.Option("--start", help="Time of job time 0 (ISO 8601 or Unix s); "
+                                              "default: the start of the carbon trace.")] = None,
+    max_resumes: Annotated[int | None, typer.Option("--max-resumes", help="suspend-resume: at most this many "
+                                                    "resumes per job.")] = None,
+    checkpoint_only: Annotated[bool, typer.Option("--checkpoint-only", help="suspend-resume, wait-awhile: "
+                                                  "suspend only right after a checkpoint phase.")] = False,
+    capacity: Annotated[int | None, typer.Option("--capacity", help="Finite cluster of this many CPUs "
+                                                 "(default: infinite).")] = None,
+    forecast_error: Annotated[float, typer.Option("--forecast-error", help="Relative error (std. dev.) of "
+                                                  "the forecast the policies decide on; 0 = perfect.")] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the forecast error.")] = 0,
+    threshold_percentile: Annotated[float, typer.Option("--threshold-percentile",
+                                                        help="threshold: percentile of the next 24 h.")] = 30.0,
+    cpu_power: Annotated[float, typer.Option("--cpu-power", help="Watts per CPU of jobs without a model.")] = 10.0,
+    averaged: Annotated[bool, typer.Option("--averaged", help="Replace every job by its constant-power "
+                                           "average without startup (mocked-constant-from-phases).")] = False,
+    limit: Annotated[int | None, typer.Option("--limit", help="Only the first N jobs of the trace.")] = None,
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots.")] = True,
+) -> None:
+    """Simulate a carbon-aware scheduling policy over a job trace and a carbon trace.
+
+    Writes DIR/jobs.csv (one row per job), DIR/summary.json (totals, savings against agnostic) and plots:
+    DIR/schedule.png (the schedule over the carbon curve) and DIR/savings_by_length.png.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from wattwise.carbon.trace import parse_time_s, read_trace
+    from wattwise.clitools import console, err_console
+    from wattwise.errors import ConfigError
+    from wattwise.jobmodel import load_model
+    from wattwise.schedule import output
+    from wattwise.schedule.jobs import read_jobs
+    from wattwise.schedule.simulate import Options, simulate
+    from wattwise.units import parse_duration_s
+
+    resolution_s = parse_duration_s(resolution)
+    origin_s = None
+    if start is not None:
+        try:
+            origin_s = parse_time_s(start)
+        except ValueError as exc:
+            raise ConfigError(f"--start: {exc}") from None
+    if wait_hours < 0:
+        raise ConfigError(f"--wait-hours must be ≥ 0, got {wait_hours}")
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be ≥ 1, got {limit}")
+    options = Options(policy=policy, wait_s=wait_hours * 3600.0, resolution_s=resolution_s,
+                      max_resumes=max_resumes, checkpoint_only=checkpoint_only, capacity=capacity,
+                      forecast_error=forecast_error, seed=seed, threshold_percentile=threshold_percentile,
+                      origin_s=origin_s)
+    trace = read_trace(carbon)
+    default_model = load_model(model) if model is not None else None
+    job_list = read_jobs(jobs, default_model=default_model, cpu_power_w=cpu_power, averaged=averaged)
+    if limit is not None:
+        job_list = job_list[:limit]
+    with Progress(TextColumn(f"[bold]{policy}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True) as bar:
+        task = bar.add_task("jobs", total=len(job_list))
+        sim = simulate(job_list, trace, options, progress=lambda n: bar.update(task, completed=n))
+    out.mkdir(parents=True, exist_ok=True)
+    output.write_jobs_csv(sim.results, out / "jobs.csv")
+    extra = {"jobs_file": str(jobs), "carbon_file": str(carbon), "model_file": str(model) if model else None}
+    gaps = [g for g in trace.gaps() if g[0] < sim.origin_s + max(r.deadline_s for r in sim.results)
+            and g[1] > sim.origin_s + min(r.arrival_s for r in sim.results)]
+    if gaps:
+        extra["trace_gaps_s"] = gaps
+        err_console.print(f"[yellow]warning:[/] the carbon trace has {len(gaps)} gap(s) in the simulated span; "
+                          "the last value before a gap is held across it")
+    data = output.write_summary(sim, out / "summary.json", extra)
+    written = ["jobs.csv", "summary.json"]
+    if plots:
+        output.plot_schedule(sim, job_list, out / "schedule.png")
+        output.plot_savings_by_length(sim, out / "savings_by_length.png")
+        written += ["schedule.png", "savings_by_length.png"]
+    _print_summary(console, data)
+    console.print(f"wrote {', '.join(str(out / w) for w in written)}")
+
+
+def _print_summary(console, data: dict) -> None:
+    from rich.table import Table
+
+    from wattwise.units import format_duration, format_si
+
+    totals, base, saved = data["totals"], data["agnostic"], data["savings"]
+    table = Table(title=f"{data['policy']}: {totals['jobs']} jobs", show_header=True)
+    table.add_column("")
+    table.add_column(data["policy"], justify="right")
+    table.add_column("agnostic", justify="right")
+    table.add_row("carbon", format_si(totals["carbon_g"], "g"), format_si(base["carbon_g"], "g"))
+    table.add_row("energy", format_si(totals["energy_j"], "J"), format_si(base["energy_j"], "J"))
+    table.add_row("carbon saved", f"{saved['carbon_pct']:.2f} %", "")
+    table.add_row("mean waiting", format_duration(totals["waiting_s_mean"]), "")
+    table.add_row("interruptions", str(totals["interruptions"]), "0")
+    table.add_row("deadlines missed", str(totals["deadlines_missed"]), "")
+    table.add_row("simulation time", format_duration(data["elapsed_s"]), "")
+    console.print(table)
+
+
+def sweep_command(
+    grid_file: Annotated[Path, typer.Argument(help="Grid file (YAML); see docs/scheduling.md.",
+                                              metavar="GRID.yml", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Output directory (created).", show_default=False)],
+    workers: Annotated[int | None, typer.Option("--workers", help="Parallel processes (default: one per "
+                                                "CPU).")] = None,
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots.")] = True,
+) -> None:
+    """Run the cartesian product of a grid of policies, job lengths, waiting times, phase patterns, startups
+    and averaged-or-not models, in parallel. Writes DIR/results.csv and DIR/saving_by_*.png."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from wattwise.clitools import console, err_console
+    from wattwise.errors import ConfigError
+    from wattwise.schedule.sweep import load_grid, plot_sweep, run_sweep, write_results
+
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be ≥ 1, got {workers}")
+    grid = load_grid(grid_file)
+    started = time.perf_counter()
+    with Progress(TextColumn("[bold]sweep[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True) as bar:
+        task = bar.add_task("configurations", total=None)
+        rows = run_sweep(grid, workers=workers,
+                         progress=lambda done, total: bar.update(task, completed=done, total=total))
+    elapsed = time.perf_counter() - started
+    out.mkdir(parents=True, exist_ok=True)
+    write_results(rows, out / "results.csv")
+    written = [out / "results.csv"]
+    if plots:
+        written += plot_sweep(grid, rows, out)
+    optimal = sum(1 for r in rows if r["optimal"])
+    console.print(f"{len(rows)} configurations ({optimal} solved to optimality) in {elapsed:.1f} s")
+    console.print(f"wrote {', '.join(str(p) for p in written)}")

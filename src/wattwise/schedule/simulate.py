@@ -1,0 +1,363 @@
+"""Simulate a scheduling policy over a job trace and a carbon trace.
+
+Time runs on one grid of ``resolution_s`` slots from ``origin_s`` (the Unix time of job time 0; default the
+carbon trace's start). A job arriving at ``arrival_s`` may start from the first slot at or after it; its
+window lasts one uninterrupted run (startup + work, in whole slots) plus its waiting time (whole slots), so
+``deadline = arrival + startup + length + wait`` on the grid, and ``agnostic`` always meets it.
+
+Policies decide on the *forecast* intensity (the true trace, or the true trace with a seeded relative error
+per trace sample) and are accounted on the true trace; energy and carbon count every startup run.
+
+With a finite ``capacity`` (CPUs, a job holds its ``cpus`` from the first slot of a startup to the end of its
+last work slot), jobs are taken in arrival order and each books the free capacity its policy chooses,
+seeing only what earlier jobs left free. A job whose policy finds no schedule within its deadline runs
+uninterrupted at the first free slots after its arrival (``deadline_met`` = false).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from wattwise.carbon.trace import CarbonTrace
+from wattwise.errors import ConfigError, WattwiseError
+from wattwise.schedule import solvers
+from wattwise.schedule.jobs import Job
+from wattwise.schedule.profile import SlotProfile, slot_profile
+from wattwise.schedule.solvers import Block, Infeasible
+
+POLICIES = ("agnostic", "threshold", "carbon-time", "oracle", "wait-awhile", "suspend-resume")
+_EPS = 1e-9
+_BATCH_POLICIES = ("agnostic", "oracle", "carbon-time")
+_CHUNK = 512
+
+
+def _is_constant(model: object) -> bool:
+    return not model.startup and len(model.work) == 1  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Options:
+    policy: str
+    wait_s: float = 0.0
+    resolution_s: float = 60.0
+    max_resumes: int | None = None
+    checkpoint_only: bool = False
+    capacity: int | None = None
+    forecast_error: float = 0.0
+    seed: int = 0
+    threshold_percentile: float = 30.0
+    threshold_horizon_s: float = 86400.0
+    origin_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ConfigError(f"unknown policy {self.policy!r}; allowed: {', '.join(POLICIES)}")
+        if not self.resolution_s > 0:
+            raise ConfigError(f"resolution must be > 0 s, got {self.resolution_s}")
+        if self.wait_s < 0:
+            raise ConfigError(f"waiting time must be ≥ 0, got {self.wait_s}")
+        if self.max_resumes is not None and self.max_resumes < 0:
+            raise ConfigError(f"max resumes must be ≥ 0, got {self.max_resumes}")
+        if self.capacity is not None and self.capacity < 1:
+            raise ConfigError(f"capacity must be ≥ 1 CPU, got {self.capacity}")
+        if self.forecast_error < 0:
+            raise ConfigError(f"forecast error must be ≥ 0, got {self.forecast_error}")
+        if not 0 <= self.threshold_percentile <= 100:
+            raise ConfigError(f"threshold percentile must be in [0, 100], got {self.threshold_percentile}")
+
+
+@dataclass
+class JobResult:
+    id: int
+    arrival_s: float
+    start_s: float
+    exit_s: float
+    waiting_s: float
+    energy_j: float
+    carbon_g: float
+    interruptions: int
+    policy: str
+    cpus: int
+    length_s: float
+    startup_s: float
+    deadline_s: float
+    run_s: float
+    starts: int
+    deadline_met: bool
+    agnostic_carbon_g: float = math.nan
+    agnostic_energy_j: float = math.nan
+    blocks: list[Block] = field(default_factory=list, repr=False)
+
+
+CSV_COLUMNS = ("id", "arrival_s", "start_s", "exit_s", "waiting_s", "energy_j", "carbon_g", "interruptions",
+               "policy", "cpus", "length_s", "startup_s", "deadline_s", "run_s", "starts", "deadline_met",
+               "agnostic_carbon_g", "agnostic_energy_j")
+
+
+@dataclass
+class Simulation:
+    options: Options
+    results: list[JobResult]
+    origin_s: float
+    intensity: np.ndarray          # true g/kWh per slot of the grid
+    forecast: np.ndarray           # what the policies saw
+    elapsed_s: float
+    baseline: list[JobResult] | None = field(repr=False, default=None)
+
+    def totals(self) -> dict[str, float]:
+        r = self.results
+        return {
+            "jobs": len(r),
+            "energy_j": math.fsum(x.energy_j for x in r),
+            "carbon_g": math.fsum(x.carbon_g for x in r),
+            "run_s": math.fsum(x.run_s for x in r),
+            "waiting_s_mean": math.fsum(x.waiting_s for x in r) / len(r) if r else 0.0,
+            "interruptions": sum(x.interruptions for x in r),
+            "deadlines_missed": sum(not x.deadline_met for x in r),
+        }
+
+
+def forecast_intensity(trace: CarbonTrace, error: float, seed: int) -> CarbonTrace:
+    """The trace with a seeded relative error: each sample times ``max(0, 1 + error·N(0, 1))``."""
+    if error <= 0:
+        return trace
+    rng = np.random.default_rng(seed)
+    factor = np.maximum(0.0, 1.0 + error * rng.standard_normal(len(trace)))
+    return trace.with_intensity(trace.intensity_g_per_kwh * factor, source=f"{trace.source} (forecast ±{error:g})")
+
+
+def simulate(jobs: Sequence[Job], trace: CarbonTrace, options: Options, *,
+             progress: Callable[[int], None] | None = None, baseline: bool = True) -> Simulation:
+    """Run ``options.policy`` on ``jobs``; with ``baseline`` also ``agnostic`` (same capacity) for savings."""
+    started = time.perf_counter()
+    R = options.resolution_s
+    origin = trace.start_s if options.origin_s is None else options.origin_s
+    if origin < trace.start_s:
+        raise ConfigError(f"the simulation start is before the carbon trace ({trace.source}) begins")
+    n = trace.n_slots(origin, R)
+    true_c = trace.slots(origin, R, n)
+    seen_c = (forecast_intensity(trace, options.forecast_error, options.seed).slots(origin, R, n)
+              if options.forecast_error > 0 else true_c)
+    results = _Engine(options, true_c, seen_c, n).run(jobs, progress)
+    base: list[JobResult] | None = None
+    if options.policy == "agnostic":
+        base = results
+    elif baseline:
+        base = _Engine(replace(options, policy="agnostic"), true_c, seen_c, n).run(jobs, None)
+    if base is not None:
+        by_id = {r.id: r for r in base}
+        for r in results:
+            r.agnostic_carbon_g = by_id[r.id].carbon_g
+            r.agnostic_energy_j = by_id[r.id].energy_j
+    return Simulation(options, results, origin, true_c, seen_c, time.perf_counter() - started, base)
+
+
+class _Engine:
+    def __init__(self, options: Options, true_c: np.ndarray, seen_c: np.ndarray, n_grid: int) -> None:
+        self.o = options
+        self.true_c = true_c
+        self.seen_c = seen_c
+        self.n = n_grid
+        self.usage = np.zeros(n_grid, dtype=np.int64) if options.capacity is not None else None
+        self._prefix: tuple[np.ndarray, np.ndarray] | None = None
+
+    def run(self, jobs: Sequence[Job], progress: Callable[[int], None] | None) -> list[JobResult]:
+        order = sorted(range(len(jobs)), key=lambda i: (jobs[i].arrival_s, jobs[i].id))
+        out: list[JobResult | None] = [None] * len(jobs)
+        done = 0
+        if self.usage is None and self.o.policy in _BATCH_POLICIES:
+            batch = [i for i in order if _is_constant(jobs[i].model)]
+            for chunk_start in range(0, len(batch), _CHUNK):
+                chunk = batch[chunk_start:chunk_start + _CHUNK]
+                for i, result in zip(chunk, self.batch([jobs[i] for i in chunk]), strict=True):
+                    out[i] = result
+                done += len(chunk)
+                if progress is not None:
+                    progress(done)
+            order = [i for i in order if out[i] is None]
+        for i in order:
+            out[i] = self.one(jobs[i])
+            done += 1
+            if progress is not None and (done % 64 == 0 or done == len(jobs)):
+                progress(done)
+        return [r for r in out if r is not None]
+
+    def batch(self, jobs: list[Job]) -> list[JobResult]:
+        """Agnostic, oracle or carbon-time for constant-power jobs without startup, many at once: the cost
+        of every start of every job from prefix sums of the intensity (no per-job profile)."""
+        o, R = self.o, self.o.resolution_s
+        if self._prefix is None:
+            self._prefix = (np.concatenate(([0.0], np.cumsum(self.seen_c))),
+                            np.concatenate(([0.0], np.cumsum(self.true_c))))
+        seen_p, true_p = self._prefix
+        power = np.array([j.model.work[0].power_w for j in jobs])
+        length = np.array([j.model.work_s for j in jobs])
+        n = np.maximum(1, np.ceil(length / R - _EPS).astype(np.int64))
+        last_s = length - (n - 1) * R
+        wait = np.array([o.wait_s if j.wait_s is None else j.wait_s for j in jobs])
+        a = np.maximum(0, np.ceil(np.array([j.arrival_s for j in jobs]) / R - _EPS).astype(np.int64))
+        m = np.floor(wait / R + _EPS).astype(np.int64) + 1  # possible starts
+        d = a + n + m - 1
+        late = np.flatnonzero(d > self.n)
+        if late.size:
+            self.one(jobs[int(late[0])])  # raises the error naming the job
+        full_w, last_w = power * R, power * last_s
+        if o.policy == "agnostic":
+            s = a
+        else:
+            width = int(m.max())
+            cols = np.arange(width)
+            starts = a[:, None] + cols[None, :]
+            np.minimum(starts, (d - n)[:, None], out=starts)  # padding of shorter windows
+            ends = starts + (n - 1)[:, None]
+            cost = seen_p.take(ends)
+            cost -= seen_p.take(starts)
+            cost *= full_w[:, None]
+            tail = self.seen_c.take(ends)
+            tail *= last_w[:, None]
+            cost += tail
+            if (m < width).any():
+                cost[cols[None, :] >= m[:, None]] = np.inf
+            if o.policy == "oracle":
+                best = np.argmin(cost, axis=1)
+            else:  # carbon-time
+                rate = (cost[:, :1] - cost[:, 1:]) / cols[None, 1:] if width > 1 else np.zeros((len(jobs), 0))
+                rate[~np.isfinite(rate)] = -np.inf
+                best = np.zeros(len(jobs), dtype=np.int64)
+                if width > 1:
+                    top = np.argmax(rate, axis=1)
+                    gain = rate[np.arange(len(jobs)), top] > 0
+                    best[gain] = top[gain] + 1
+            s = a + best
+        end = s + n - 1
+        carbon = (full_w * (true_p[end] - true_p[s]) + last_w * self.true_c[end]) / 3.6e6
+        exit_s = end * R + last_s
+        columns = zip(s.tolist(), n.tolist(), exit_s.tolist(), (d * R).tolist(), (power * length).tolist(),
+                      carbon.tolist(), length.tolist(), strict=True)
+        results = []
+        for job, (start, slots, exit_t, deadline, energy, grams, work) in zip(jobs, columns, strict=True):
+            results.append(JobResult(
+                job.id, job.arrival_s, start * R, exit_t, max(0.0, exit_t - job.arrival_s - work), energy, grams,
+                0, o.policy, job.cpus, job.length_s, 0.0, deadline, work, 1, exit_t <= deadline + 1e-6,
+                blocks=[(start, 0, slots)],
+            ))
+        return results
+
+    def one(self, job: Job) -> JobResult:
+        o, R = self.o, self.o.resolution_s
+        p = slot_profile(job.model, R)
+        if p.n_work == 0:
+            raise WattwiseError(f"job {job.id}: length must be > 0")
+        if o.capacity is not None and job.cpus > o.capacity:
+            raise ConfigError(f"job {job.id} needs {job.cpus} CPUs but the cluster has {o.capacity}")
+        wait = o.wait_s if job.wait_s is None else job.wait_s
+        a = max(0, math.ceil(job.arrival_s / R - _EPS))
+        T = p.n_slots + math.floor(wait / R + _EPS)
+        d = a + T
+        if d > self.n:
+            raise ConfigError(
+                f"job {job.id}: its window (arrival {job.arrival_s:g} s + {p.n_slots * R:g} s run + "
+                f"{wait:g} s wait) ends after the carbon trace, {self.n * R:g} s after the simulation start; "
+                "use a longer trace, an earlier --start or shorter waits"
+            )
+        blocked = None
+        if self.usage is not None:
+            blocked = self.usage[a:d] + job.cpus > o.capacity
+            if not blocked.any():
+                blocked = None
+        met = True
+        try:
+            blocks = self.plan(job, p, a, d, blocked)
+        except Infeasible:
+            if blocked is None:
+                raise
+            blocks, met = self.fallback(job, p, a), False
+        blocks = [(a + s, k0, k1) for s, k0, k1 in blocks]
+        if self.usage is not None:
+            self.usage[solvers.occupied_slots(blocks, p.n_startup)] += job.cpus
+        return self.account(job, p, blocks, d, met)
+
+    def plan(self, job: Job, p: SlotProfile, a: int, d: int, blocked: np.ndarray | None) -> list[Block]:
+        o = self.o
+        c = self.seen_c[a:d]
+        policy = o.policy
+        if policy == "agnostic":
+            return [(solvers.first_fit(p.n_slots, blocked, d - a - p.n_slots), 0, p.n_work)]
+        if policy == "oracle":
+            return [(solvers.best_start(c, p.run_j, blocked)[0], 0, p.n_work)]
+        if policy == "carbon-time":
+            return [(solvers.carbon_time_start(c, p.run_j, blocked), 0, p.n_work)]
+        if policy == "threshold":
+            horizon = max(1, round(o.threshold_horizon_s / o.resolution_s))
+            threshold = float(np.percentile(self.seen_c[a:min(self.n, a + horizon)], o.threshold_percentile))
+            return solvers.threshold_plan(c, p.n_startup, p.n_work, threshold, blocked)
+        stop_ok = p.stop_ok if o.checkpoint_only else None
+        max_resumes = o.max_resumes if policy == "suspend-resume" else None
+        if p.n_startup == 0 and stop_ok is None and max_resumes is None:
+            w = p.work_j
+            if w.size == 1 or np.all(w[:-1] == w[0]):
+                masked = c if blocked is None else np.where(blocked, np.inf, c)
+                return solvers.cheapest_slots_last(masked, p.n_work, float(w[0]), float(w[-1]))
+        plan = solvers.suspend_resume(c, p.startup_j, p.work_j, stop_ok=stop_ok, max_resumes=max_resumes,
+                                      blocked=blocked, startup_cost=policy == "suspend-resume")
+        return plan.blocks
+
+    def fallback(self, job: Job, p: SlotProfile, a: int) -> list[Block]:
+        assert self.usage is not None and self.o.capacity is not None
+        blocked = self.usage[a:] + job.cpus > self.o.capacity
+        try:
+            s = solvers.first_fit(p.n_slots, blocked, blocked.size - p.n_slots)
+        except Infeasible:
+            raise ConfigError(f"job {job.id}: no free capacity for it before the carbon trace ends") from None
+        return [(s, 0, p.n_work)]
+
+    def account(self, job: Job, p: SlotProfile, blocks: list[Block], d: int, met: bool) -> JobResult:
+        R = self.o.resolution_s
+        ns = p.n_startup
+        energy = 0.0
+        carbon = 0.0
+        c = self.true_c
+        for start, k0, k1 in blocks:
+            energy += p.startup_energy_j + float(p.work_j[k0:k1].sum())
+            carbon += float(np.dot(p.startup_j, c[start:start + ns]))
+            carbon += float(np.dot(p.work_j[k0:k1], c[start + ns:start + ns + k1 - k0]))
+        first = blocks[0][0]
+        last_start, k0, k1 = blocks[-1]
+        last_slot = last_start + ns + (k1 - k0) - 1
+        exit_s = last_slot * R + (p.last_work_slot_s if k1 == p.n_work else R)
+        starts = len(blocks)
+        run_s = starts * p.startup_s + p.work_s
+        deadline_s = d * R
+        return JobResult(
+            id=job.id, arrival_s=job.arrival_s, start_s=first * R, exit_s=exit_s,
+            waiting_s=max(0.0, exit_s - job.arrival_s - run_s), energy_j=energy, carbon_g=carbon / 3.6e6,
+            interruptions=starts - 1, policy=self.o.policy, cpus=job.cpus, length_s=job.length_s,
+            startup_s=p.startup_s, deadline_s=deadline_s, run_s=run_s, starts=starts,
+            deadline_met=met and exit_s <= deadline_s + 1e-6, blocks=blocks,
+        )
+
+
+def summary(sim: Simulation) -> dict[str, Any]:
+    """Totals, the agnostic baseline and the savings against it."""
+    totals = sim.totals()
+    base_c = math.fsum(r.agnostic_carbon_g for r in sim.results)
+    base_e = math.fsum(r.agnostic_energy_j for r in sim.results)
+    saved = base_c - totals["carbon_g"]
+    o = sim.options
+    return {
+        "policy": o.policy,
+        "options": {k: v for k, v in asdict(o).items() if k != "policy"},
+        "origin_s": sim.origin_s,
+        "slots": int(sim.intensity.size),
+        "totals": totals,
+        "agnostic": {"carbon_g": base_c, "energy_j": base_e},
+        "savings": {"carbon_g": saved, "carbon_pct": 100.0 * saved / base_c if base_c > 0 else 0.0,
+                    "energy_j": base_e - totals["energy_j"]},
+        "elapsed_s": sim.elapsed_s,
+    }

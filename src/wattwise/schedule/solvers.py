@@ -1,0 +1,363 @@
+"""Exact schedule solvers on per-slot arrays.
+
+Every solver works in a job's window of ``T`` slots (local slot 0 = the job's arrival slot, slot ``T`` = its
+deadline) with ``c[t]``, the carbon intensity (g/kWh) of slot ``t``, and the job's per-slot energies (J):
+``startup_j`` (one (re)start) and ``work_j`` (the work, in order). A schedule is a list of *blocks*
+``(start, k0, k1)``: a (re)start in slots ``[start, start + n_startup)`` followed by work slots ``k0 … k1-1``
+in the next slots. Costs are in grams (J × g/kWh / 3.6e6). ``blocked[t]`` marks slots the job may not use
+(finite cluster capacity).
+
+``suspend_resume`` is the optimal schedule when every (re)start repeats the startup: a dynamic program over
+(time slot, work progress, hot or suspended[, number of starts]) — see docs/scheduling.md for the recurrence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from wattwise.errors import WattwiseError
+
+J_PER_KWH = 3.6e6
+Block = tuple[int, int, int]
+
+
+class Infeasible(WattwiseError):
+    """No schedule fits the job's window (or the free capacity in it)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A schedule in local slots and its cost on the intensity it was planned with (g)."""
+
+    blocks: list[Block]
+    cost_g: float
+
+    @property
+    def starts(self) -> int:
+        return len(self.blocks)
+
+
+def _runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run-length encoding: begin, end and value of each run of equal values."""
+    if values.size == 0:
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
+    change = np.flatnonzero(np.diff(values) != 0) + 1
+    begin = np.concatenate(([0], change))
+    end = np.concatenate((change, [values.size]))
+    return begin, end, values[begin]
+
+
+def start_costs(c: np.ndarray, run_j: np.ndarray, blocked: np.ndarray | None = None) -> np.ndarray:
+    """Cost (J·g/kWh) of running ``run_j`` uninterrupted from each start ``s = 0 … T-D``; ``inf`` where the
+    run would touch a blocked slot. Piecewise-constant profiles use prefix sums (one pass per run of equal
+    power), others an FFT correlation."""
+    c = np.asarray(c, dtype=float)
+    run_j = np.asarray(run_j, dtype=float)
+    n = c.size - run_j.size + 1
+    if n <= 0:
+        return np.zeros(0)
+    if run_j.size == 0:
+        cost = np.zeros(n)
+    else:
+        begin, end, value = _runs(run_j)
+        if begin.size <= 48:
+            prefix = np.concatenate(([0.0], np.cumsum(c)))
+            cost = np.zeros(n)
+            for b, e, v in zip(begin.tolist(), end.tolist(), value.tolist(), strict=True):
+                if v:
+                    cost += v * (prefix[e:e + n] - prefix[b:b + n])
+        else:
+            from scipy.signal import correlate
+
+            cost = correlate(c, run_j, mode="valid", method="fft")
+            np.maximum(cost, 0.0, out=cost)
+    if blocked is not None and run_j.size:
+        count = np.concatenate(([0], np.cumsum(np.asarray(blocked, dtype=np.int64))))
+        cost[(count[run_j.size:run_j.size + n] - count[:n]) > 0] = np.inf
+    return cost
+
+
+def plan_cost(c: np.ndarray, startup_j: np.ndarray, work_j: np.ndarray, blocks: list[Block]) -> float:
+    """Exact cost (g) of a schedule on intensity ``c``, counting every startup it runs."""
+    total = 0.0
+    ns = startup_j.size
+    for start, k0, k1 in blocks:
+        total += float(np.dot(startup_j, c[start:start + ns]))
+        total += float(np.dot(work_j[k0:k1], c[start + ns:start + ns + k1 - k0]))
+    return total / J_PER_KWH
+
+
+def occupied_slots(blocks: list[Block], n_startup: int) -> np.ndarray:
+    """The slots a schedule occupies (startup and work)."""
+    parts = [np.arange(start, start + n_startup + k1 - k0) for start, k0, k1 in blocks]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=int)
+
+
+# -- uninterrupted runs ------------------------------------------------------------------------------------
+def best_start(c: np.ndarray, run_j: np.ndarray, blocked: np.ndarray | None = None) -> tuple[int, float]:
+    """The earliest start with the least cost of one uninterrupted run, and that cost (g)."""
+    cost = start_costs(c, run_j, blocked)
+    if cost.size == 0 or not np.isfinite(cost).any():
+        raise Infeasible("no uninterrupted run fits the window")
+    s = int(np.argmin(cost))
+    return s, float(cost[s]) / J_PER_KWH
+
+
+def first_fit(run_slots: int, blocked: np.ndarray | None, limit: int) -> int:
+    """The earliest start ``s ≤ limit`` whose ``run_slots`` slots are all free."""
+    if blocked is None or not blocked.any():
+        return 0
+    count = np.concatenate(([0], np.cumsum(blocked.astype(np.int64))))
+    n = min(limit + 1, blocked.size - run_slots + 1)
+    if n <= 0:
+        raise Infeasible("the job does not fit")
+    free = np.flatnonzero((count[run_slots:run_slots + n] - count[:n]) == 0)
+    if free.size == 0:
+        raise Infeasible("no free capacity for an uninterrupted run")
+    return int(free[0])
+
+
+def carbon_time_start(c: np.ndarray, run_j: np.ndarray, blocked: np.ndarray | None = None) -> int:
+    """Carbon-time: the start that maximises the carbon saved per slot of delay against the earliest
+    possible start; the earliest start when no delay saves anything."""
+    cost = start_costs(c, run_j, blocked)
+    finite = np.flatnonzero(np.isfinite(cost))
+    if finite.size == 0:
+        raise Infeasible("no uninterrupted run fits the window")
+    s0 = int(finite[0])
+    later = finite[finite > s0]
+    if later.size == 0:
+        return s0
+    rate = (cost[s0] - cost[later]) / (later - s0)
+    best = int(np.argmax(rate))
+    return int(later[best]) if rate[best] > 0 else s0
+
+
+# -- suspend & resume ---------------------------------------------------------------------------------------
+def suspend_resume(c: np.ndarray, startup_j: np.ndarray, work_j: np.ndarray, *,
+                   stop_ok: np.ndarray | None = None, max_resumes: int | None = None,
+                   blocked: np.ndarray | None = None, startup_cost: bool = True) -> Plan:
+    """The least-carbon schedule of a job that may be suspended and resumed, every (re)start repeating the
+    startup slots, finishing within the ``T = len(c)`` slots.
+
+    ``stop_ok[k]``: the job may stop after ``k`` work slots (default: anywhere). ``max_resumes``: at most this
+    many resumes (starts - 1). ``startup_cost=False`` plans as if startups drew no energy (they still take
+    their time): the wait-awhile scheduler, which believes suspend & resume are free.
+
+    Dynamic program, forward in time. At the start of slot ``t``, ``H[g, k]`` is the least cost of being
+    *hot* (startup done) with ``k`` work slots done and ``g`` starts made, ``S[g, k]`` of being *suspended*
+    (or not started, ``k = 0``). Per slot: a hot job may stop (``S = min(S, H)`` where allowed), a suspended
+    one may begin a startup (arriving hot ``n_startup`` slots later, ``g+1``, at the cost of those slots),
+    and a hot one works slot ``t`` (``H'[k+1] = H[k] + work_j[k]·c[t]``). The optimum is the least
+    ``H[·, L]`` over time. ``O(T · L · G)`` time with ``G = 1`` without a resume limit, one bit per state
+    and slot for the backtrack. Ties go to the earliest finish and the fewest starts.
+    """
+    c = np.asarray(c, dtype=float)
+    s_j = np.asarray(startup_j, dtype=float)
+    w_j = np.asarray(work_j, dtype=float)
+    T, ns, L = c.size, s_j.size, w_j.size
+    if L == 0:
+        raise ValueError("a job needs at least one work slot")
+    if ns + L > T:
+        raise Infeasible(f"the job needs {ns + L} slots but its window has {T}")
+    if max_resumes is not None and max_resumes < 0:
+        raise ValueError("max_resumes must be ≥ 0")
+    free = np.ones(T, dtype=bool) if blocked is None else ~np.asarray(blocked, dtype=bool)
+    ok = np.ones(L, dtype=bool) if stop_ok is None else np.asarray(stop_ok, dtype=bool)
+    if ns:
+        if startup_cost:
+            sc = start_costs(c, s_j, None if blocked is None else ~free)
+        else:
+            sc = np.where(np.isfinite(start_costs(np.zeros(T), s_j, None if blocked is None else ~free)), 0.0,
+                          np.inf)
+    else:
+        sc = np.zeros(T + 1)
+    layered = max_resumes is not None
+    G = max_resumes + 2 if layered else 1
+    inf = np.inf
+    H = np.full((G, L + 1), inf)
+    S = np.full((G, L + 1), inf)
+    S[0, 0] = 0.0
+    from_start = np.zeros((T + 1, G, L + 1), dtype=bool)
+    stopped = np.zeros((T + 1, G, L), dtype=bool)
+    ring = np.full((ns + 1, G, L + 1), inf) if ns else None
+    H_next = np.full((G, L + 1), inf)
+    no_stop = ~ok
+    best, best_t, best_g = inf, -1, -1
+    for t in range(T + 1):
+        if ring is not None and t >= ns:
+            arriving = ring[t % (ns + 1)]
+            m = arriving < H
+            if m.any():
+                from_start[t] = m
+                np.copyto(H, arriving, where=m)
+            arriving.fill(inf)
+        done = H[:, L]
+        g = int(np.argmin(done))
+        if done[g] < best:
+            best, best_t, best_g = float(done[g]), t, g
+        if t == T:
+            break
+        # a hot job may stop (keeping its progress)
+        cand = H[:, :L].copy()
+        cand[:, no_stop] = inf
+        m = cand < S[:, :L]
+        if m.any():
+            stopped[t] = m
+            np.copyto(S[:, :L], cand, where=m)
+        # a suspended job may (re)start
+        if ns == 0:
+            if layered:
+                m = np.zeros((G, L + 1), dtype=bool)
+                m[1:] = S[:-1] < H[1:]
+                np.copyto(H[1:], S[:-1], where=m[1:])
+            else:
+                m = S < H
+                np.copyto(H, S, where=m)
+            if m.any():
+                from_start[t] |= m
+        elif t + ns <= T and sc[t] < inf:
+            dest = ring[(t + ns) % (ns + 1)]
+            if layered:
+                np.add(S[:-1], sc[t], out=dest[1:])
+            else:
+                np.add(S, sc[t], out=dest)
+        # a hot job works slot t
+        if free[t]:
+            np.add(H[:, :L], w_j * c[t], out=H_next[:, 1:])
+            H_next[:, 0] = inf
+        else:
+            H_next.fill(inf)
+        H, H_next = H_next, H
+    if not np.isfinite(best):
+        raise Infeasible("no schedule fits the window and the free capacity")
+    return Plan(_backtrack(from_start, stopped, best_t, best_g, L, ns, layered), best / J_PER_KWH)
+
+
+def _backtrack(from_start: np.ndarray, stopped: np.ndarray, t: int, g: int, L: int, ns: int,
+               layered: bool) -> list[Block]:
+    blocks: list[Block] = []
+    k = end_k = L
+    hot = True
+    while True:
+        if hot:
+            if from_start[t, g, k]:
+                t -= ns
+                blocks.append((t, k, end_k))
+                hot = False
+                if layered:
+                    g -= 1
+            else:
+                t -= 1
+                k -= 1
+        else:
+            if k < L and stopped[t, g, k]:
+                hot = True
+                end_k = k
+            elif t == 0:
+                break
+            else:
+                t -= 1
+    blocks.reverse()
+    return blocks
+
+
+def cheapest_slots(c: np.ndarray, n: int) -> list[Block]:
+    """Free suspend & resume of a job with equal energy in every slot and no startup: its ``n`` cheapest
+    slots (ties to the earliest), as blocks."""
+    if n <= 0 or n > int(np.isfinite(c).sum()):
+        raise Infeasible("not enough free slots in the window")
+    return _blocks_of_slots(np.sort(np.argsort(c, kind="stable")[:n]))
+
+
+# -- threshold -----------------------------------------------------------------------------------------------
+def threshold_plan(c: np.ndarray, n_startup: int, n_work: int, threshold: float,
+                   blocked: np.ndarray | None = None) -> list[Block]:
+    """Work while ``c[t] ≤ threshold`` and suspend otherwise; once the slack is used up, run to the end.
+
+    A suspended job (re)starts so that its first work slot is below the threshold (the startup runs just
+    before), or at the last moment that still meets the deadline. A hot job stops at a slot above the
+    threshold only if it can afford a new startup later. Blocked slots (no free capacity) suspend it.
+    """
+    T = c.size
+    free = np.ones(T, dtype=bool) if blocked is None else ~np.asarray(blocked, dtype=bool)
+    low = (c <= threshold) & free
+    count = np.concatenate(([0], np.cumsum(~free)))
+    m = T - n_startup
+    startable = np.zeros(T, dtype=bool)  # startup slots free and the first work slot free
+    if m > 0:
+        startable[:m] = (count[n_startup + 1:n_startup + 1 + m] - count[:m]) == 0
+    wanted_start = np.zeros(T, dtype=bool)
+    if m > 0:
+        wanted_start[:m] = startable[:m] & low[n_startup:]
+    blocks: list[Block] = []
+    k = 0
+    t = 0
+    while k < n_work:
+        latest = T - n_startup - (n_work - k)
+        if latest < t:
+            raise Infeasible("the job's slack is used up")
+        wanted = np.flatnonzero(wanted_start[t:latest + 1])
+        forced = wanted.size == 0
+        if not forced:
+            start = t + int(wanted[0])
+        else:
+            fits = np.flatnonzero(startable[t:latest + 1])
+            if fits.size == 0:
+                raise Infeasible("no free capacity before the deadline")
+            start = t + int(fits[-1])
+        t = start + n_startup
+        k0 = k
+        while k < n_work and t < T and free[t]:
+            if not forced and not low[t] and (T - t) - (n_work - k) - n_startup >= 1:
+                break
+            k += 1
+            t += 1
+        if k == k0:  # cannot happen (the first work slot of a start is free and low or forced); be safe
+            t = start + 1
+            continue
+        blocks.append((start, k0, k))
+    return blocks
+
+
+def cheapest_slots_last(c: np.ndarray, n: int, weight: float, last_weight: float) -> list[Block]:
+    """Free suspend & resume without startup when every work slot weighs ``weight`` except the last one
+    (``last_weight``, a partly used slot): the exact optimum in ``O(T log T)``. For each position ``p`` of
+    the last slot the best is the ``n-1`` cheapest slots before ``p``; a heap keeps them while ``p`` moves.
+    Ties go to the earliest slots. ``inf`` in ``c`` marks unusable slots."""
+    import heapq
+
+    usable = np.flatnonzero(np.isfinite(c))
+    if n <= 0 or n > usable.size:
+        raise Infeasible("not enough free slots in the window")
+    values = c[usable].tolist()
+    heap: list[tuple[float, int]] = []  # the n-1 cheapest so far, as a max-heap (later slots leave first)
+    total = 0.0
+    best, best_i = np.inf, -1
+    for i, v in enumerate(values):
+        if len(heap) == n - 1:
+            cost = weight * total + last_weight * v
+            if cost < best:
+                best, best_i = cost, i
+        if n == 1:
+            continue
+        if len(heap) < n - 1:
+            heapq.heappush(heap, (-v, -i))
+            total += v
+        elif v < -heap[0][0]:
+            total += v + heapq.heappushpop(heap, (-v, -i))[0]
+    before = np.argsort(np.asarray(values[:best_i]), kind="stable")[: n - 1]
+    slots = usable[np.append(np.sort(before), best_i)]
+    return _blocks_of_slots(slots)
+
+
+def _blocks_of_slots(slots: np.ndarray) -> list[Block]:
+    cuts = np.flatnonzero(np.diff(slots) != 1) + 1
+    blocks: list[Block] = []
+    k = 0
+    for run in np.split(slots, cuts):
+        blocks.append((int(run[0]), k, k + run.size))
+        k += run.size
+    return blocks

@@ -1,0 +1,403 @@
+"""Parameter sweeps: the cartesian product of a grid of simulation settings, run in parallel processes.
+
+A grid file (YAML)::
+
+    carbon: ../data/carbon/DE-2024-hourly-electricitymaps.csv   # relative to the grid file
+    start: 2024-07-01T00:00:00Z     # job time 0 (default: the start of the carbon trace)
+    resolution: 60s
+    arrivals_h: {every: 24, count: 31}   # or a list of hours after start; default [0]
+    # jobs: some-trace.csv          # instead of synthetic jobs: a job trace (length_h is then not used)
+    phases:                          # named work patterns, chosen by the `phases` dimension
+      alt-30min: [{name: high, duration_s: 1800, power_w: 200}, {name: low, duration_s: 1800, power_w: 100}]
+    grid:                            # every key a value or a list of values
+      policy: [suspend-resume, oracle]
+      length_h: [1, 2, 4, 8, 16]
+      wait_h: [6, 12, 24, 48, 96]
+      phases: [alt-30min]
+      startup_min: [0, 5, 10, 30]
+      startup_w: [100, 200]
+      averaged: [false, true]
+
+Grid keys: ``policy``, ``length_h``, ``wait_h``, ``phases``, ``startup_min``, ``startup_w``, ``averaged``,
+``max_resumes``, ``checkpoint_only``, ``capacity``, ``forecast_error``, ``seed``, ``threshold_percentile``.
+A synthetic job of a configuration is: startup (``startup_min`` at ``startup_w``, none when 0) then the
+``phases`` pattern repeated to ``length_h``; ``averaged`` replaces it by its constant-power average without
+startup (the Carbs ``mocked-constant-from-phases``). One job arrives at each ``arrivals_h``; they are
+independent (infinite capacity unless ``capacity`` is set). Configurations that describe the same job
+(e.g. startup 0 min at any startup power) are simulated once. With ``jobs:``, the trace's constant-power
+jobs take the configuration's startup and pattern (repeated to each job's length) when the grid sets
+``phases``, ``startup_min`` or ``startup_w``; the ``cpus`` then only matter for ``capacity``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wattwise.carbon.trace import CarbonTrace, parse_time_s, read_trace
+from wattwise.errors import ConfigError
+from wattwise.jobmodel import JobModel, ModelError, Phase, constant_from_phases
+from wattwise.schedule.jobs import Job, make_job, read_jobs
+from wattwise.schedule.simulate import POLICIES, Options, simulate, summary
+from wattwise.units import parse_duration_s
+
+GRID_KEYS = ("policy", "length_h", "wait_h", "phases", "startup_min", "startup_w", "averaged", "max_resumes",
+             "checkpoint_only", "capacity", "forecast_error", "seed", "threshold_percentile")
+TOP_KEYS = ("carbon", "start", "resolution", "arrivals_h", "jobs", "phases", "grid", "description")
+DEFAULT_PHASES = {"constant-100W": [{"name": "work", "duration_s": 3600, "power_w": 100}]}
+_DEFAULTS: dict[str, Any] = {"policy": "suspend-resume", "length_h": 1, "wait_h": 24, "phases": None,
+                             "startup_min": 0, "startup_w": 0, "averaged": False, "max_resumes": None,
+                             "checkpoint_only": False, "capacity": None, "forecast_error": 0.0, "seed": 0,
+                             "threshold_percentile": 30.0}
+#: policies whose schedule is the exact optimum of their model (with a perfect forecast)
+EXACT_POLICIES = ("oracle", "suspend-resume")
+
+
+@dataclass
+class Grid:
+    source: Path
+    carbon: Path
+    start_s: float | None
+    resolution_s: float
+    arrivals_h: list[float]
+    jobs_path: Path | None
+    phases: dict[str, JobModel]
+    axes: dict[str, list[Any]]
+    varying: list[str] = field(default_factory=list)
+    #: the grid sets phases or a startup: with a job trace, they replace its constant-power jobs
+    pattern_given: bool = False
+
+    def configs(self) -> list[dict[str, Any]]:
+        names = list(self.axes)
+        return [dict(zip(names, values, strict=True)) for values in itertools.product(*self.axes.values())]
+
+
+def load_grid(path: str | Path) -> Grid:
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: grid file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        place = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: invalid YAML{place}: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a grid file must be a mapping with keys {', '.join(TOP_KEYS)}")
+    for key in data:
+        if key not in TOP_KEYS:
+            raise ConfigError(f"{path}: unknown key {key!r}; allowed: {', '.join(TOP_KEYS)}")
+    base = path.parent
+    if "carbon" not in data:
+        raise ConfigError(f"{path}: missing key 'carbon' (a carbon-intensity CSV, relative to the grid file)")
+    carbon = _relative(base, data["carbon"])
+    start_s = None
+    if data.get("start") is not None:
+        try:
+            start_s = parse_time_s(str(data["start"]).replace(" ", "T"))
+        except ValueError as exc:
+            raise ConfigError(f"{path}: start: {exc}") from None
+    resolution_s = parse_duration_s(data.get("resolution", 60))
+    if not resolution_s > 0:
+        raise ConfigError(f"{path}: resolution must be > 0")
+    arrivals = _arrivals(path, data.get("arrivals_h", [0]))
+    jobs_path = _relative(base, data["jobs"]) if data.get("jobs") else None
+    phases_data = data.get("phases") or DEFAULT_PHASES
+    if not isinstance(phases_data, dict):
+        raise ConfigError(f"{path}: phases must map pattern names to lists of work phases")
+    phases: dict[str, JobModel] = {}
+    for name, work in phases_data.items():
+        try:
+            model = JobModel.from_dict({"work": work} if isinstance(work, list) else work,
+                                       source=f"{path}: phases.{name}")
+        except ModelError as exc:
+            raise ConfigError(str(exc)) from None
+        if model.work_s <= 0:
+            raise ConfigError(f"{path}: phases.{name}: the work phases last 0 s")
+        phases[str(name)] = model
+    grid = data.get("grid") or {}
+    if not isinstance(grid, dict):
+        raise ConfigError(f"{path}: grid must be a mapping of parameter → value or list of values")
+    axes: dict[str, list[Any]] = {}
+    for key in grid:
+        if key not in GRID_KEYS:
+            raise ConfigError(f"{path}: grid: unknown parameter {key!r}; allowed: {', '.join(GRID_KEYS)}")
+    for key in GRID_KEYS:
+        value = grid.get(key, _DEFAULTS[key] if key != "phases" else [next(iter(phases))])
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            raise ConfigError(f"{path}: grid.{key} is an empty list")
+        axes[key] = [_check_value(path, key, v, phases) for v in values]
+    varying = [k for k, v in axes.items() if len(v) > 1]
+    pattern_given = any(k in grid for k in ("phases", "startup_min", "startup_w"))
+    return Grid(path, carbon, start_s, resolution_s, arrivals, jobs_path, phases, axes, varying, pattern_given)
+
+
+def _relative(base: Path, value: Any) -> Path:
+    p = Path(str(value)).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def _arrivals(path: Path, value: Any) -> list[float]:
+    if isinstance(value, dict):
+        if set(value) - {"every", "count", "first"}:
+            raise ConfigError(f"{path}: arrivals_h: use {{every: hours, count: n[, first: hours]}} or a list")
+        try:
+            every, count = float(value["every"]), int(value["count"])
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"{path}: arrivals_h needs numbers 'every' (h) and 'count'") from None
+        first = float(value.get("first", 0))
+        return [first + i * every for i in range(count)]
+    values = value if isinstance(value, list) else [value]
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+            raise ConfigError(f"{path}: arrivals_h: {v!r} is not a number of hours ≥ 0")
+        out.append(float(v))
+    if not out:
+        raise ConfigError(f"{path}: arrivals_h is empty")
+    return out
+
+
+def _check_value(path: Path, key: str, value: Any, phases: dict[str, JobModel]) -> Any:
+    where = f"{path}: grid.{key}"
+    if key == "policy":
+        if value not in POLICIES:
+            raise ConfigError(f"{where}: unknown policy {value!r}; allowed: {', '.join(POLICIES)}")
+        return value
+    if key == "phases":
+        if str(value) not in phases:
+            raise ConfigError(f"{where}: unknown pattern {value!r}; defined: {', '.join(phases)}")
+        return str(value)
+    if key in ("averaged", "checkpoint_only"):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {value!r} is not true or false")
+        return value
+    if key in ("max_resumes", "capacity") and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{where}: {value!r} is not a number ≥ 0")
+    if key in ("max_resumes", "capacity", "seed"):
+        if value != int(value):
+            raise ConfigError(f"{where}: {value!r} is not a whole number")
+        return int(value)
+    if key == "length_h" and value <= 0:
+        raise ConfigError(f"{where}: job length must be > 0 h")
+    return float(value)
+
+
+# -- running ---------------------------------------------------------------------------------------------------
+def base_model(grid: Grid, config: dict[str, Any]) -> JobModel:
+    """Startup (if any) then the configuration's work pattern."""
+    pattern = grid.phases[config["phases"]]
+    startup_s = config["startup_min"] * 60.0
+    startup = (Phase("startup", startup_s, config["startup_w"]),) if startup_s > 0 else ()
+    return JobModel(startup + pattern.startup, pattern.work)
+
+
+def config_jobs(grid: Grid, config: dict[str, Any], trace_jobs: list[Job] | None) -> list[Job]:
+    model = base_model(grid, config)
+    if trace_jobs is not None:
+        out = []
+        for job in trace_jobs:
+            if job.kind == "constant" and grid.pattern_given:
+                job = make_job(job.id, job.arrival_s, job.length_s, job.cpus, base=model, kind="model",
+                               wait_s=job.wait_s)
+            if config["averaged"] and (job.model.startup or len(job.model.work) > 1):
+                job = Job(job.id, job.arrival_s, job.length_s, job.cpus, constant_from_phases(job.model),
+                          "mocked-constant-from-phases", job.wait_s)
+            out.append(job)
+        return out
+    length_s = config["length_h"] * 3600.0
+    return [make_job(i, a * 3600.0, length_s, 1, base=model, kind="phases", averaged=config["averaged"])
+            for i, a in enumerate(grid.arrivals_h)]
+
+
+def _options(grid: Grid, config: dict[str, Any]) -> Options:
+    return Options(policy=config["policy"], wait_s=config["wait_h"] * 3600.0, resolution_s=grid.resolution_s,
+                   max_resumes=config["max_resumes"], checkpoint_only=config["checkpoint_only"],
+                   capacity=config["capacity"], forecast_error=config["forecast_error"], seed=config["seed"],
+                   threshold_percentile=config["threshold_percentile"], origin_s=grid.start_s)
+
+
+def _key(grid: Grid, config: dict[str, Any], jobs: list[Job]) -> str:
+    options = _options(grid, config)
+    models = sorted({json.dumps(j.model.to_dict(), sort_keys=True) for j in jobs})
+    if options.policy not in ("threshold",):
+        options_key = {**options.__dict__, "threshold_percentile": None}
+    else:
+        options_key = options.__dict__
+    if options.forecast_error == 0:
+        options_key = {**options_key, "seed": None}
+    return json.dumps({"options": options_key, "models": models,
+                       "jobs": [(j.arrival_s, j.length_s, j.cpus, j.wait_s) for j in jobs]}, sort_keys=True)
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(trace: CarbonTrace, grid: Grid, trace_jobs: list[Job] | None) -> None:
+    _WORKER["trace"] = trace
+    _WORKER["grid"] = grid
+    _WORKER["jobs"] = trace_jobs
+
+
+def _run_configs(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    trace, grid, trace_jobs = _WORKER["trace"], _WORKER["grid"], _WORKER["jobs"]
+    return [run_config(trace, grid, config, trace_jobs) for config in configs]
+
+
+def run_config(trace: CarbonTrace, grid: Grid, config: dict[str, Any], trace_jobs: list[Job] | None) -> dict[str, Any]:
+    """Simulate one configuration; the figures of its results row."""
+    jobs = config_jobs(grid, config, trace_jobs)
+    started = time.perf_counter()
+    sim = simulate(jobs, trace, _options(grid, config))
+    elapsed = time.perf_counter() - started
+    s = summary(sim)
+    totals = s["totals"]
+    return {
+        "jobs": totals["jobs"],
+        "carbon_g": totals["carbon_g"],
+        "agnostic_carbon_g": s["agnostic"]["carbon_g"],
+        "saving_pct": s["savings"]["carbon_pct"],
+        "energy_j": totals["energy_j"],
+        "agnostic_energy_j": s["agnostic"]["energy_j"],
+        "interruptions_per_job": totals["interruptions"] / max(1, totals["jobs"]),
+        "deadlines_missed": totals["deadlines_missed"],
+        "optimal": config["policy"] in EXACT_POLICIES and config["forecast_error"] == 0
+        and config["capacity"] is None,
+        "elapsed_s": elapsed,
+    }
+
+
+def run_sweep(grid: Grid, *, workers: int | None = None,
+              progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+    """All rows of the sweep, in grid order; duplicate configurations are simulated once."""
+    trace = read_trace(grid.carbon)
+    trace_jobs = read_jobs(grid.jobs_path) if grid.jobs_path is not None else None
+    configs = grid.configs()
+    keys = [_key(grid, c, config_jobs(grid, c, trace_jobs)) for c in configs]
+    unique: dict[str, dict[str, Any]] = {}
+    for key, config in zip(keys, configs, strict=True):
+        unique.setdefault(key, config)
+    todo = list(unique.items())
+    # the slowest (long windows, long jobs, suspend-resume) first for a good load balance
+    todo.sort(key=lambda kv: -(kv[1]["wait_h"] + kv[1]["length_h"]) * kv[1]["length_h"]
+              * (4 if kv[1]["policy"] in ("suspend-resume", "wait-awhile") else 1))
+    workers = workers or os.cpu_count() or 1
+    figures: dict[str, dict[str, Any]] = {}
+    total = len(todo)
+    if progress:
+        progress(0, total)
+    if workers <= 1 or total <= 1:
+        _init_worker(trace, grid, trace_jobs)
+        for i, (key, config) in enumerate(todo, start=1):
+            figures[key] = _run_configs([config])[0]
+            if progress:
+                progress(i, total)
+    else:
+        size = max(1, min(16, total // (workers * 8)))
+        chunks = [todo[i:i + size] for i in range(0, total, size)]
+        done = 0
+        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
+                                 initargs=(trace, grid, trace_jobs)) as pool:
+            futures = {pool.submit(_run_configs, [c for _, c in chunk]): chunk for chunk in chunks}
+            for future in as_completed(futures):
+                chunk = futures[future]
+                for (key, _), row in zip(chunk, future.result(), strict=True):
+                    figures[key] = row
+                done += len(chunk)
+                if progress:
+                    progress(done, total)
+    rows = []
+    for key, config in zip(keys, configs, strict=True):
+        rows.append({**config, "arrivals": len(grid.arrivals_h) if trace_jobs is None else None, **figures[key]})
+    return rows
+
+
+RESULT_COLUMNS = (*GRID_KEYS, "arrivals", "jobs", "carbon_g", "agnostic_carbon_g", "saving_pct", "energy_j",
+                  "agnostic_energy_j", "interruptions_per_job", "deadlines_missed", "optimal", "elapsed_s")
+
+
+def write_results(rows: list[dict[str, Any]], path: Path) -> None:
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if v is None else str(v).lower() if isinstance(v, bool) else v)
+                             for k, v in row.items()})
+
+
+def plot_sweep(grid: Grid, rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    """Mean saving against each varying parameter, one line per policy; a wait × length map per policy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    written = []
+    policies = grid.axes["policy"]
+    for key in grid.varying:
+        if key == "policy":
+            continue
+        values = grid.axes[key]
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for policy in policies:
+            means = []
+            for value in values:
+                chosen = [r["saving_pct"] for r in rows if r["policy"] == policy and r[key] == value]
+                means.append(float(np.mean(chosen)) if chosen else math.nan)
+            labels = [str(v).lower() if isinstance(v, bool) else f"{v:g}" if isinstance(v, float) else str(v)
+                      for v in values]
+            ax.plot(labels, means, marker="o", label=policy)
+        ax.set_xlabel(key)
+        ax.set_ylabel("carbon saved against agnostic (%, mean)")
+        ax.set_title(f"saving by {key}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        target = out / f"saving_by_{key}.png"
+        fig.savefig(target, dpi=110)
+        plt.close(fig)
+        written.append(target)
+    if "wait_h" in grid.varying and "length_h" in grid.varying and grid.jobs_path is None:
+        waits, lengths = grid.axes["wait_h"], grid.axes["length_h"]
+        fig, axes = plt.subplots(1, len(policies), figsize=(5 * len(policies), 4), squeeze=False)
+        for ax, policy in zip(axes[0], policies, strict=True):
+            table = np.full((len(lengths), len(waits)), np.nan)
+            for i, length in enumerate(lengths):
+                for j, wait in enumerate(waits):
+                    chosen = [r["saving_pct"] for r in rows
+                              if r["policy"] == policy and r["length_h"] == length and r["wait_h"] == wait]
+                    if chosen:
+                        table[i, j] = np.mean(chosen)
+            image = ax.imshow(table, origin="lower", aspect="auto", cmap="Greens")
+            ax.set_xticks(range(len(waits)), [f"{w:g}" for w in waits])
+            ax.set_yticks(range(len(lengths)), [f"{v:g}" for v in lengths])
+            ax.set_xlabel("waiting time (h)")
+            ax.set_ylabel("job length (h)")
+            ax.set_title(policy)
+            for i in range(len(lengths)):
+                for j in range(len(waits)):
+                    if np.isfinite(table[i, j]):
+                        ax.text(j, i, f"{table[i, j]:.1f}", ha="center", va="center", fontsize=7)
+            fig.colorbar(image, ax=ax, label="saving (%)")
+        fig.tight_layout()
+        target = out / "saving_wait_length.png"
+        fig.savefig(target, dpi=110)
+        plt.close(fig)
+        written.append(target)
+    return written
