@@ -1,0 +1,103 @@
+"""`wattwise validate` and `wattwise run` as a person runs them (the real CLI in a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import CORPUS, EXAMPLES
+
+
+def wattwise(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, WATTWISE_DATA_DIR=str(data_dir), COLUMNS="80")
+    env.pop("WATTWISE_DATABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "wattwise", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_validate_valid_and_invalid(tmp_path: Path) -> None:
+    done = wattwise("validate", str(CORPUS / "valid" / "minimal.yml"), data_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "valid" in done.stdout and "'Minimal'" in done.stdout
+
+    invalid = CORPUS / "invalid" / "unsafe.yml"
+    done = wattwise("validate", str(invalid), data_dir=tmp_path)
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert lines[0] == f"error: {invalid} is not a valid usage scenario (6 problems):"
+    assert [line.strip() for line in lines[1:]] == invalid.with_suffix(".expected").read_text().splitlines()
+
+    done = wattwise("validate", "--allow-unsafe", "--json", str(invalid), data_dir=tmp_path)
+    assert done.returncode == 0, done.stdout
+    assert json.loads(done.stdout)["services"] == ["app"]
+
+    done = wattwise("validate", "--json", str(CORPUS / "invalid" / "empty.yml"), data_dir=tmp_path)
+    assert done.returncode == 2
+    assert json.loads(done.stdout)["problems"] == ["empty.yml:1: the file is empty"]
+
+    done = wattwise("validate", str(CORPUS / "valid" / "variables.yml"), "--variable", "NAME=x", data_dir=tmp_path)
+    assert done.returncode == 2
+    assert "variable __GMT_VAR_TAG__ has no value: give it with --variable TAG=VALUE" in done.stderr
+
+
+@pytest.mark.cgroups
+def test_run_json_has_the_measure_shape(tmp_path: Path, needs_cgroups: None) -> None:
+    done = wattwise(
+        "run",
+        str(EXAMPLES / "host-training" / "usage_scenario.yml"),
+        "--dev-no-sleeps",
+        "--json",
+        "--name",
+        "cli test",
+        data_dir=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    for key in (
+        "run_id",
+        "name",
+        "status",
+        "estimated",
+        "intensity_g_per_kwh",
+        "intensity_source",
+        "pue",
+        "phases",
+        "warnings",
+        "exit_code",
+    ):
+        assert key in summary, key
+    assert summary["name"] == "cli test" and summary["status"] == "finished" and summary["exit_code"] == 0
+    for phase in summary["phases"]:
+        for key in ("name", "duration_s", "energy_j", "mean_power_w", "carbon_g", "parent", "hidden", "services"):
+            assert key in phase, key
+    assert [p["name"] for p in summary["phases"] if p["parent"] == "[RUNTIME]"] == ["Train", "Report"]
+    assert summary["sci"]["R"] == 60000
+
+    done = wattwise("run", str(EXAMPLES / "host-training" / "usage_scenario.yml"), "--dev-no-sleeps", data_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Per service" in done.stdout and "trainer" in done.stdout
+
+
+@pytest.mark.cgroups
+def test_run_failure_shows_the_output(tmp_path: Path, needs_cgroups: None) -> None:
+    scenario = tmp_path / "usage_scenario.yml"
+    scenario.write_text(
+        "name: fails\nauthor: t\ndescription: d\nx-wattwise: {backend: host}\nservices:\n  app: {}\n"
+        "flow:\n  - name: Boom\n    container: app\n    commands:\n      - type: console\n"
+        "        shell: sh\n        command: echo '[RUNTIME] looks like markup'; exit 3\n"
+    )
+    done = wattwise("run", str(scenario), "--dev-no-sleeps", data_dir=tmp_path)
+    assert done.returncode == 1
+    assert "[RUNTIME] looks like markup" in done.stderr
+    assert "error: flow step 'Boom', command 1" in done.stderr and "exited with code 3" in done.stderr
+    assert "stored as failed" in done.stderr
+
+    done = wattwise("run", str(CORPUS / "invalid" / "depends.yml"), "--dev-no-sleeps", data_dir=tmp_path)
+    assert done.returncode == 2
+    assert "depends.yml:9: services.a.depends_on[1]: no service named 'ghost'" in done.stderr
