@@ -1,0 +1,133 @@
+"""`wattwise monitor-proxy`: a PromQL access guard in front of Prometheus.
+
+Point Grafana's Prometheus data source (with ``send_user_header = true`` in Grafana's ``[dataproxy]``
+section) or any client at the guard instead of Prometheus. For each request it identifies the user
+(:mod:`wattwise.monitor.access`) and then:
+
+* ``/api/v1/query`` and ``/api/v1/query_range`` (GET or POST): admins pass; for others every series
+  selector of ``query`` must be owned (:func:`wattwise.monitor.promql.check_access`);
+* ``/api/v1/series``, ``/api/v1/labels``, ``/api/v1/label/<name>/values``: every ``match[]`` must be
+  owned, and non-admins must give at least one (otherwise label values would list everyone's);
+* ``/api/v1/status/buildinfo`` and ``/api/v1/metadata`` (metric names and help, no series data): pass;
+* anything else: admins only.
+
+Refusals answer like Prometheus does (``{"status": "error", "errorType": ..., "error": ...}``): 401
+without a user, 403 for a selector the user may not read, 400 for a query the guard cannot read.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import select
+
+from wattwise.monitor.access import AccessConfig, Identity
+from wattwise.monitor.models import MonitorUnit
+from wattwise.monitor.promql import AccessDenied, PromQLError, check_access
+from wattwise.store import Store
+
+QUERY_PATHS = ("/api/v1/query", "/api/v1/query_range")
+MATCH_PATHS = ("/api/v1/series", "/api/v1/labels")
+OPEN_PATHS = ("/api/v1/status/buildinfo", "/api/v1/metadata")
+HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "content-length",
+               "content-encoding", "host", "authorization", "x-grafana-user", "cookie"}
+
+
+def _error(status: int, kind: str, message: str) -> JSONResponse:
+    return JSONResponse({"status": "error", "errorType": kind, "error": message}, status_code=status)
+
+
+def create_proxy(prometheus_url: str, access: AccessConfig, store: Store | None = None,
+                 transport: Any = None) -> FastAPI:
+    import httpx
+
+    from wattwise.monitor import models  # noqa: F401 - register the tables
+
+    base = prometheus_url.rstrip("/")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        # one client per event loop: made when the server starts, closed when it stops
+        app.state.client = httpx.AsyncClient(base_url=base, timeout=120.0, transport=transport)
+        yield
+        await app.state.client.aclose()
+
+    app = FastAPI(title="wattwise PromQL guard", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)
+
+    def unit_projects(user: str) -> set[str]:
+        if store is None:
+            return set()
+        with store.session() as session:
+            return set(session.scalars(select(MonitorUnit.project).where(
+                MonitorUnit.user == user, MonitorUnit.project != "").distinct()))
+
+    def units_visible_for(who: Identity):
+        def visible(unit_ids: list[str]) -> bool:
+            """Every id is a unit in the database, and every unit with that id is the user's or their
+            project's."""
+            if store is None:
+                return False
+            with store.session() as session:
+                rows = session.execute(select(MonitorUnit.unit_id, MonitorUnit.user, MonitorUnit.project).where(
+                    MonitorUnit.unit_id.in_(unit_ids))).all()
+            if {row[0] for row in rows} != set(unit_ids):
+                return False
+            return all(user == who.user or (project and project in who.projects) for _, user, project in rows)
+
+        return visible
+
+    async def forward(request: Request, body: bytes) -> Response:
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        client: httpx.AsyncClient = request.app.state.client
+        try:
+            upstream = await client.request(request.method, request.url.path, params=request.query_params,
+                                            content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return _error(502, "unavailable", f"Prometheus at {base} is not reachable: {exc}")
+        out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS}
+        return Response(upstream.content, status_code=upstream.status_code, headers=out_headers)
+
+    @app.api_route("/{path:path}", methods=["GET", "POST"])
+    async def guard(path: str, request: Request) -> Response:
+        who = access.identify(request.headers, request.client.host if request.client else None, unit_projects)
+        if who is None:
+            return _error(401, "unauthorized",
+                          "no user: send Authorization: Bearer <token> or come through Grafana/the front proxy")
+        body = await request.body()
+        route = "/" + path
+        if who.admin or route in OPEN_PATHS:
+            return await forward(request, body)
+        params: list[tuple[str, str]] = list(request.query_params.multi_items())
+        if request.method == "POST" and request.headers.get("content-type", "").startswith(
+                "application/x-www-form-urlencoded"):
+            from urllib.parse import parse_qsl
+
+            params += parse_qsl(body.decode(errors="replace"), keep_blank_values=True)
+        visible = units_visible_for(who)
+        try:
+            if route in QUERY_PATHS:
+                queries = [v for k, v in params if k == "query"]
+                if not queries:
+                    return _error(400, "bad_data", "missing parameter 'query'")
+                for query in queries:
+                    check_access(query, who.user, who.projects, visible)
+            elif route in MATCH_PATHS or (route.startswith("/api/v1/label/") and route.endswith("/values")):
+                matches = [v for k, v in params if k == "match[]"]
+                if not matches:
+                    return _error(403, "forbidden", f"{who.user} must give match[] selectors of their own units "
+                                                    f"(e.g. match[]={{user=\"{who.user}\"}})")
+                for match in matches:
+                    check_access(match, who.user, who.projects, visible)
+            else:
+                return _error(403, "forbidden", f"{route} is for administrators only")
+        except AccessDenied as exc:
+            return _error(403, "forbidden", str(exc))
+        except PromQLError as exc:
+            return _error(400, "bad_data", f"the guard cannot read this query: {exc}")
+        return await forward(request, body)
+
+    return app
