@@ -142,7 +142,7 @@ def run(
     """
     from wattwise.measure.cli import print_summary
     from wattwise.measure.scenario.problems import ScenarioError
-    from wattwise.measure.scenario.runner import RunOptions, run_scenario
+    from wattwise.measure.scenario.runner import RunOptions, ScenarioInterrupted, run_scenario
     from wattwise.measure.scenario.source import parse_variables
     from wattwise.units import parse_duration_s
 
@@ -188,6 +188,13 @@ def run(
         except ScenarioError as exc:
             _print_error(exc)
             raise typer.Exit(2) from None
+        except ScenarioInterrupted as exc:
+            err_console.print(
+                f"interrupted: run {exc.run_id} stored as interrupted; its containers, networks and "
+                "processes were removed",
+                highlight=False,
+            )
+            raise typer.Exit(130) from None
     summary = dict(result.summary)
     summary["exit_code"] = result.exit_code
     if as_json:

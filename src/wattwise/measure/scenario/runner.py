@@ -76,6 +76,14 @@ class ScenarioResult:
     output: str | None = None  # the failing command's output
 
 
+class ScenarioInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during a run: raised after the run is stored as interrupted and cleaned up."""
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
+
+
 class StepFailed(WattwiseError):
     def __init__(self, message: str, output: str, exit_code: int | None) -> None:
         super().__init__(message)
@@ -460,7 +468,7 @@ class ScenarioRun:
             self._save(status, error, exit_code, warnings)
         summary = self._summarize()
         if interrupted:
-            raise KeyboardInterrupt
+            raise ScenarioInterrupted(self.run_id)
         return ScenarioResult(self.run_id, status, exit_code, summary, list(summary.get("warnings", [])), error, output)
 
     def _save(self, status: str, error: str | None, exit_code: int | None, sampler_warnings: list[str]) -> None:
