@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "wattwise.providers.cli",
     "wattwise.jobmodel.cli",
     "wattwise.schedule.cli",
+    "wattwise.executors.cli",
     "wattwise.web.cli",
     "wattwise.cluster.cli",
     "wattwise.monitor.cli",

@@ -1,0 +1,1 @@
+"""Executors: carry a scheduling decision out on a real system (Slurm)."""
