@@ -181,6 +181,19 @@ class _Engine:
                 if progress is not None:
                     progress(done)
             order = [i for i in order if out[i] is None]
+        if self.usage is None and self.o.policy in ("suspend-resume", "wait-awhile"):
+            groups: dict[tuple[Any, int], list[int]] = {}
+            for i in order:
+                p, a, d = self.window(jobs[i])
+                if not self.fast_path(p):
+                    groups.setdefault((jobs[i].model, d - a), []).append(i)
+            for members in groups.values():
+                for i, result in zip(members, self.dp_batch([jobs[i] for i in members]), strict=True):
+                    out[i] = result
+                done += len(members)
+                if progress is not None:
+                    progress(done)
+            order = [i for i in order if out[i] is None]
         for i in order:
             out[i] = self.one(jobs[i])
             done += 1
@@ -249,7 +262,8 @@ class _Engine:
             ))
         return results
 
-    def one(self, job: Job) -> JobResult:
+    def window(self, job: Job) -> tuple[SlotProfile, int, int]:
+        """The job's profile, arrival slot and deadline slot (checked against the grid)."""
         o, R = self.o, self.o.resolution_s
         p = slot_profile(job.model, R)
         if p.n_work == 0:
@@ -258,17 +272,20 @@ class _Engine:
             raise ConfigError(f"job {job.id} needs {job.cpus} CPUs but the cluster has {o.capacity}")
         wait = o.wait_s if job.wait_s is None else job.wait_s
         a = max(0, math.ceil(job.arrival_s / R - _EPS))
-        T = p.n_slots + math.floor(wait / R + _EPS)
-        d = a + T
+        d = a + p.n_slots + math.floor(wait / R + _EPS)
         if d > self.n:
             raise ConfigError(
                 f"job {job.id}: its window (arrival {job.arrival_s:g} s + {p.n_slots * R:g} s run + "
                 f"{wait:g} s wait) ends after the carbon trace, {self.n * R:g} s after the simulation start; "
                 "use a longer trace, an earlier --start or shorter waits"
             )
+        return p, a, d
+
+    def one(self, job: Job) -> JobResult:
+        p, a, d = self.window(job)
         blocked = None
         if self.usage is not None:
-            blocked = self.usage[a:d] + job.cpus > o.capacity
+            blocked = self.usage[a:d] + job.cpus > self.o.capacity
             if not blocked.any():
                 blocked = None
         met = True
@@ -282,6 +299,34 @@ class _Engine:
         if self.usage is not None:
             self.usage[solvers.occupied_slots(blocks, p.n_startup)] += job.cpus
         return self.account(job, p, blocks, d, met)
+
+    def dp_batch(self, jobs: list[Job]) -> list[JobResult]:
+        """Suspend-resume or wait-awhile for jobs with the same model and window length, solved together."""
+        o = self.o
+        windows = [self.window(job) for job in jobs]
+        p = windows[0][0]
+        C = np.stack([self.seen_c[a:d] for _, a, d in windows])
+        plans = solvers.suspend_resume_many(
+            C, p.startup_j, p.work_j, stop_ok=p.stop_ok if o.checkpoint_only else None,
+            max_resumes=o.max_resumes if o.policy == "suspend-resume" else None,
+            startup_cost=o.policy == "suspend-resume")
+        results = []
+        for job, (_, a, d), plan in zip(jobs, windows, plans, strict=True):
+            if plan is None:
+                raise Infeasible(f"job {job.id}: no schedule fits its window")
+            results.append(self.account(job, p, [(a + s, k0, k1) for s, k0, k1 in plan.blocks], d, True))
+        return results
+
+    def fast_path(self, p: SlotProfile) -> bool:
+        """Free suspend & resume of a job without startup and with equal slots (but maybe the last): the
+        cheapest slots are optimal, no dynamic program needed."""
+        o = self.o
+        if p.n_startup or (o.checkpoint_only and not p.stop_ok.all()):
+            return False
+        if o.policy == "suspend-resume" and o.max_resumes is not None:
+            return False
+        w = p.work_j
+        return w.size == 1 or bool(np.all(w[:-1] == w[0]))
 
     def plan(self, job: Job, p: SlotProfile, a: int, d: int, blocked: np.ndarray | None) -> list[Block]:
         o = self.o
@@ -299,11 +344,10 @@ class _Engine:
             return solvers.threshold_plan(c, p.n_startup, p.n_work, threshold, blocked)
         stop_ok = p.stop_ok if o.checkpoint_only else None
         max_resumes = o.max_resumes if policy == "suspend-resume" else None
-        if p.n_startup == 0 and stop_ok is None and max_resumes is None:
+        if self.fast_path(p):
             w = p.work_j
-            if w.size == 1 or np.all(w[:-1] == w[0]):
-                masked = c if blocked is None else np.where(blocked, np.inf, c)
-                return solvers.cheapest_slots_last(masked, p.n_work, float(w[0]), float(w[-1]))
+            masked = c if blocked is None else np.where(blocked, np.inf, c)
+            return solvers.cheapest_slots_last(masked, p.n_work, float(w[0]), float(w[-1]))
         plan = solvers.suspend_resume(c, p.startup_j, p.work_j, stop_ok=stop_ok, max_resumes=max_resumes,
                                       blocked=blocked, startup_cost=policy == "suspend-resume")
         return plan.blocks

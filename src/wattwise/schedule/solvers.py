@@ -136,6 +136,10 @@ def carbon_time_start(c: np.ndarray, run_j: np.ndarray, blocked: np.ndarray | No
 
 
 # -- suspend & resume ---------------------------------------------------------------------------------------
+#: bytes of backtrack bits one batch of `suspend_resume_many` may use
+DP_MEMORY_BYTES = 128_000_000
+
+
 def suspend_resume(c: np.ndarray, startup_j: np.ndarray, work_j: np.ndarray, *,
                    stop_ok: np.ndarray | None = None, max_resumes: int | None = None,
                    blocked: np.ndarray | None = None, startup_cost: bool = True) -> Plan:
@@ -154,112 +158,157 @@ def suspend_resume(c: np.ndarray, startup_j: np.ndarray, work_j: np.ndarray, *,
     ``H[·, L]`` over time. ``O(T · L · G)`` time with ``G = 1`` without a resume limit, one bit per state
     and slot for the backtrack. Ties go to the earliest finish and the fewest starts.
     """
-    c = np.asarray(c, dtype=float)
+    blocked_b = None if blocked is None else np.asarray(blocked, dtype=bool)[None, :]
+    plan = suspend_resume_many(np.asarray(c, dtype=float)[None, :], startup_j, work_j, stop_ok=stop_ok,
+                               max_resumes=max_resumes, blocked=blocked_b, startup_cost=startup_cost)[0]
+    if plan is None:
+        raise Infeasible("no schedule fits the window and the free capacity")
+    return plan
+
+
+def suspend_resume_many(c: np.ndarray, startup_j: np.ndarray, work_j: np.ndarray, *,
+                        stop_ok: np.ndarray | None = None, max_resumes: int | None = None,
+                        blocked: np.ndarray | None = None, startup_cost: bool = True) -> list[Plan | None]:
+    """:func:`suspend_resume` for one job profile in ``B`` windows of equal length at once (``c`` and
+    ``blocked`` of shape ``(B, T)``): the same recurrence, vectorised over the batch as well. ``None`` for
+    windows without a feasible schedule."""
+    c = np.atleast_2d(np.asarray(c, dtype=float))
     s_j = np.asarray(startup_j, dtype=float)
     w_j = np.asarray(work_j, dtype=float)
-    T, ns, L = c.size, s_j.size, w_j.size
+    B, T = c.shape
+    ns, L = s_j.size, w_j.size
     if L == 0:
         raise ValueError("a job needs at least one work slot")
     if ns + L > T:
         raise Infeasible(f"the job needs {ns + L} slots but its window has {T}")
     if max_resumes is not None and max_resumes < 0:
         raise ValueError("max_resumes must be ≥ 0")
-    free = np.ones(T, dtype=bool) if blocked is None else ~np.asarray(blocked, dtype=bool)
-    ok = np.ones(L, dtype=bool) if stop_ok is None else np.asarray(stop_ok, dtype=bool)
-    if ns:
-        if startup_cost:
-            sc = start_costs(c, s_j, None if blocked is None else ~free)
-        else:
-            sc = np.where(np.isfinite(start_costs(np.zeros(T), s_j, None if blocked is None else ~free)), 0.0,
-                          np.inf)
-    else:
-        sc = np.zeros(T + 1)
-    layered = max_resumes is not None
-    G = max_resumes + 2 if layered else 1
+    ok = None if stop_ok is None else np.asarray(stop_ok, dtype=bool)
+    if ok is not None and ok.all():
+        ok = None
+    blocked_arr = None if blocked is None else np.atleast_2d(np.asarray(blocked, dtype=bool))
+    G = 1 if max_resumes is None else max_resumes + 2
+    per_window = (T + 1) * G * (2 * L + 1)
+    step = max(1, DP_MEMORY_BYTES // per_window)
+    plans: list[Plan | None] = []
+    for b0 in range(0, B, step):
+        sub_blocked = None if blocked_arr is None else blocked_arr[b0:b0 + step]
+        plans += _dp(c[b0:b0 + step], s_j, w_j, ok, max_resumes is not None, G, sub_blocked, startup_cost)
+    return plans
+
+
+def _dp(c: np.ndarray, s_j: np.ndarray, w_j: np.ndarray, ok: np.ndarray | None, layered: bool, G: int,
+        blocked: np.ndarray | None, startup_cost: bool) -> list[Plan | None]:
+    B, T = c.shape
+    ns, L = s_j.size, w_j.size
     inf = np.inf
-    H = np.full((G, L + 1), inf)
-    S = np.full((G, L + 1), inf)
-    S[0, 0] = 0.0
-    from_start = np.zeros((T + 1, G, L + 1), dtype=bool)
-    stopped = np.zeros((T + 1, G, L), dtype=bool)
-    ring = np.full((ns + 1, G, L + 1), inf) if ns else None
-    H_next = np.full((G, L + 1), inf)
-    no_stop = ~ok
-    best, best_t, best_g = inf, -1, -1
+    if ns:
+        sc = np.empty((B, T - ns + 1))
+        for b in range(B):
+            row_blocked = None if blocked is None else blocked[b]
+            sc[b] = start_costs(c[b] if startup_cost else np.zeros(T), s_j, row_blocked)
+    H = np.full((B, G, L + 1), inf)
+    S = np.full((B, G, L + 1), inf)
+    S[:, 0, 0] = 0.0
+    H_next = np.full((B, G, L + 1), inf)
+    from_start = np.zeros((T + 1, B, G, L + 1), dtype=bool)
+    stopped = np.zeros((T + 1, B, G, L), dtype=bool)
+    ring = np.full((ns + 1, B, G, L + 1), inf) if ns else None
+    ring_set = [False] * (ns + 1)
+    stop_penalty = None if ok is None else np.where(ok, 0.0, inf)
+    cand = np.empty((B, G, L)) if ok is not None else None
+    work = np.empty((B, L))
+    best = np.full(B, inf)
+    best_t = np.full(B, -1)
+    best_g = np.zeros(B, dtype=np.int64)
+    rows = np.arange(B)
+    blocked_any = blocked is not None and bool(blocked.any())
     for t in range(T + 1):
-        if ring is not None and t >= ns:
+        if ring is not None and t >= ns and ring_set[t % (ns + 1)]:
             arriving = ring[t % (ns + 1)]
-            m = arriving < H
-            if m.any():
-                from_start[t] = m
-                np.copyto(H, arriving, where=m)
-            arriving.fill(inf)
-        done = H[:, L]
-        g = int(np.argmin(done))
-        if done[g] < best:
-            best, best_t, best_g = float(done[g]), t, g
+            np.less(arriving, H, out=from_start[t])
+            np.minimum(H, arriving, out=H)
+            ring_set[t % (ns + 1)] = False
+        if G == 1:
+            done = H[:, 0, L]
+            better = done < best
+            if better.any():
+                best[better] = done[better]
+                best_t[better] = t
+        else:
+            layer = H[:, :, L].argmin(axis=1)
+            done = H[rows, layer, L]
+            better = done < best
+            if better.any():
+                best[better] = done[better]
+                best_t[better] = t
+                best_g[better] = layer[better]
         if t == T:
             break
-        # a hot job may stop (keeping its progress)
-        cand = H[:, :L].copy()
-        cand[:, no_stop] = inf
-        m = cand < S[:, :L]
-        if m.any():
-            stopped[t] = m
-            np.copyto(S[:, :L], cand, where=m)
+        # a hot job may stop, keeping its progress
+        if stop_penalty is not None:
+            np.add(H[:, :, :L], stop_penalty, out=cand)
+            source = cand
+        else:
+            source = H[:, :, :L]
+        np.less(source, S[:, :, :L], out=stopped[t])
+        np.minimum(S[:, :, :L], source, out=S[:, :, :L])
         # a suspended job may (re)start
         if ns == 0:
             if layered:
-                m = np.zeros((G, L + 1), dtype=bool)
-                m[1:] = S[:-1] < H[1:]
-                np.copyto(H[1:], S[:-1], where=m[1:])
+                np.less(S[:, :-1], H[:, 1:], out=from_start[t][:, 1:])
+                np.minimum(H[:, 1:], S[:, :-1], out=H[:, 1:])
             else:
-                m = S < H
-                np.copyto(H, S, where=m)
-            if m.any():
-                from_start[t] |= m
-        elif t + ns <= T and sc[t] < inf:
-            dest = ring[(t + ns) % (ns + 1)]
+                np.less(S, H, out=from_start[t])
+                np.minimum(H, S, out=H)
+        elif t + ns <= T:
+            r = (t + ns) % (ns + 1)
+            dest = ring[r]
+            cost = sc[:, t][:, None, None]
             if layered:
-                np.add(S[:-1], sc[t], out=dest[1:])
+                np.add(S[:, :-1], cost, out=dest[:, 1:])
+                dest[:, 0] = inf
             else:
-                np.add(S, sc[t], out=dest)
+                np.add(S, cost, out=dest)
+            ring_set[r] = True
         # a hot job works slot t
-        if free[t]:
-            np.add(H[:, :L], w_j * c[t], out=H_next[:, 1:])
-            H_next[:, 0] = inf
-        else:
-            H_next.fill(inf)
+        np.multiply(w_j, c[:, t:t + 1], out=work)
+        np.add(H[:, :, :L], work[:, None, :], out=H_next[:, :, 1:])
+        H_next[:, :, 0] = inf
+        if blocked_any:
+            H_next[blocked[:, t]] = inf
         H, H_next = H_next, H
-    if not np.isfinite(best):
-        raise Infeasible("no schedule fits the window and the free capacity")
-    return Plan(_backtrack(from_start, stopped, best_t, best_g, L, ns, layered), best / J_PER_KWH)
+    plans: list[Plan | None] = []
+    for b in range(B):
+        if not np.isfinite(best[b]):
+            plans.append(None)
+            continue
+        blocks = _backtrack(from_start[:, b], stopped[:, b], int(best_t[b]), int(best_g[b]), L, ns, layered)
+        plans.append(Plan(blocks, float(best[b]) / J_PER_KWH))
+    return plans
 
 
 def _backtrack(from_start: np.ndarray, stopped: np.ndarray, t: int, g: int, L: int, ns: int,
                layered: bool) -> list[Block]:
+    """Walk the decisions back from the finish (hot, ``L`` work slots done at ``t``), a run at a time."""
     blocks: list[Block] = []
     k = end_k = L
-    hot = True
     while True:
-        if hot:
-            if from_start[t, g, k]:
-                t -= ns
-                blocks.append((t, k, end_k))
-                hot = False
-                if layered:
-                    g -= 1
-            else:
-                t -= 1
-                k -= 1
-        else:
-            if k < L and stopped[t, g, k]:
-                hot = True
-                end_k = k
-            elif t == 0:
-                break
-            else:
-                t -= 1
+        # hot: back along the diagonal (one work slot per slot) to where the startup ended
+        back = np.arange(min(t, k) + 1)
+        i = int(np.argmax(from_start[t - back, g, k - back]))
+        if not from_start[t - i, g, k - i]:
+            raise RuntimeError("suspend-resume backtrack lost its way")
+        t, k = t - i - ns, k - i
+        blocks.append((t, k, end_k))
+        if layered:
+            g -= 1
+        # suspended: back in time to where the job stopped, or to the beginning
+        hits = np.flatnonzero(stopped[t::-1, g, k]) if k < L else np.zeros(0, dtype=np.int64)
+        if hits.size == 0:
+            break
+        t -= int(hits[0])
+        end_k = k
     blocks.reverse()
     return blocks
 
