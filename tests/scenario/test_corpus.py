@@ -73,7 +73,7 @@ def test_corpus_details() -> None:
     assert [m.kind for m in db.volumes] == ["volume", "bind", "bind"] and db.volumes[1].read_only
     assert (db.mem_limit, db.cpus, db.init, db.log_stderr) == ("256m", "0.5", True, False)
     assert web.build is not None and web.build.args == {"VERSION": "1.2.3"} and web.build.target == "runtime"
-    assert web.entrypoint == ["/bin/sh", "-c"] and web.command == ["httpd", "-f", "-p", "8080"]
+    assert web.entrypoint == ["/bin/sh", "-c"] and web.command == ["exec httpd -f -p 8080 -h /www"]
     assert web.environment == {"MODE": "production", "EMPTY": ""}
     assert (web.cpus, web.mem_limit) == ("1.5", "1g")
     assert web.depends_on == {"db": "service_healthy"}

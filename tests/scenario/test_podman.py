@@ -331,3 +331,23 @@ def test_build_from_the_scenario_folder(store: Store, podman: str, tmp_path: Pat
         [podman, "images", "--format", "{{.Repository}}"], capture_output=True, text=True, check=True
     ).stdout
     assert prefix not in images
+
+
+@pytest.mark.parametrize(
+    ("name", "sci"),
+    [
+        ("all-keys.yml", None),
+        ("gmt-style.yml", None),
+        ("legacy-sci.yml", {"R_d": "API request", "R": 42.0, "R_source": "GMT_SCI_R lines (1)"}),
+        ("custom-metrics.yml", {"R": 10.0, "R_d": "request", "R_source": "custom metric requests"}),
+        ("depends-healthy.yml", None),
+    ],
+)
+def test_corpus_files_run(store: Store, podman: str, name: str, sci: dict | None) -> None:
+    """Valid corpus files run as written (build, internal network, limits, legacy forms, shell images)."""
+    from .conftest import CORPUS
+
+    result = run_scenario(store, CORPUS / "valid" / name, RunOptions(dev_no_sleeps=True))
+    assert result.status == "finished", f"{result.error}\n{result.output}"
+    assert result.summary["sci"] == sci
+    assert leftovers(podman, prefixes(store, result.run_id)) == {"containers": [], "networks": [], "volumes": []}

@@ -219,6 +219,9 @@ class ContainerBackend(Backend):
         info = self.engine.inspect(name)
         state = info.get("State") or {}
         pid = int(state.get("Pid") or 0) or None
+        if pid is None and state.get("ExitCode") == 0 and not self._is_used(service):
+            self.warnings.append(f"service {service.name} ran to completion when it started (exit code 0)")
+            return Unit(service.name, None, None, own_network=False, container=name)
         if pid is None:
             out, err = self.engine.logs(name)
             output = (out + err).strip().splitlines()[-20:]
@@ -234,6 +237,12 @@ class ContainerBackend(Backend):
         except ProviderError as exc:
             self.warnings.append(f"service {service.name}: no cgroup found, its CPU is not attributed: {exc}")
         return Unit(service.name, pid, cgroup, own_network=True, container=name)
+
+    def _is_used(self, service: Service) -> bool:
+        """Whether anything runs in the service after it started (so it must keep running)."""
+        if service.setup_commands or service.healthcheck is not None:
+            return True
+        return any(step.service == service.name for step in self.scenario.flow)
 
     def exec_process(self, service: Service, argv: list[str]) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
@@ -253,7 +262,8 @@ class ContainerBackend(Backend):
         return running, None if running else state.get("ExitCode")
 
     def logs(self, service: Service) -> tuple[str, str]:
-        return self.engine.logs(self.container_name(service))
+        out, err = self.engine.logs(self.container_name(service))
+        return out.replace("\r\n", "\n"), err.replace("\r\n", "\n")  # a tty ends lines with CRLF
 
     def cleanup(self) -> list[str]:
         problems = []

@@ -64,6 +64,7 @@ class ContainerSpec:
     memory: str | None = None
     cpus: str | None = None
     init: bool = False
+    tty: bool = True  # like GMT's `run -it -d`: an image whose command is a shell keeps running
 
 
 def _hint(stderr: str) -> str:
@@ -243,6 +244,8 @@ class ContainerEngine:
             args += ["--cpus", spec.cpus]
         if spec.init:
             args.append("--init")
+        if spec.tty:
+            args += ["--interactive", "--tty"]
         if spec.entrypoint is not None:
             args += ["--entrypoint", spec.entrypoint]
         args += [spec.image, *spec.args]
