@@ -210,3 +210,17 @@ def test_experiment_command(tmp_path: Path, script: list[str]) -> None:
     assert [v["variant"] for v in data["variants"]] == ["full", "startup"]
     assert data["variants"][1]["overhead_j"] < 0  # startup only costs less than the full run
     assert (tmp_path / "c" / "startup" / "rep-1" / "events.csv").exists()
+
+
+def test_failed_recording_keeps_its_samples_and_is_marked_failed(tmp_path: Path) -> None:
+    from wattwise.jobmodel.experiment import record
+
+    store = Store(f"sqlite:///{tmp_path / 'fail.db'}")
+    meter = SamplerMeter(store, providers=["estimate"], interval_s=0.05)
+    options = CampaignOptions(argv=[sys.executable, "-c", "import sys, time; time.sleep(0.3); sys.exit(4)"],
+                              variants=("full",), runs=1, before_s=0.2, after_s=0.2, rest_s=0)
+    with pytest.raises(ExperimentError, match="exited with code 4"):
+        record("full", 1, options, default_phasemap(), meter)
+    run = store.list_runs()[0]
+    assert run.status == "failed" and "exited with code 4" in run.error
+    assert store.sample_count(run.id) > 3

@@ -94,8 +94,8 @@ class Meter(Protocol):
     def start(self) -> None:
         """Begin recording power."""
 
-    def stop(self) -> PowerTrace:
-        """Stop and return what was recorded since start()."""
+    def stop(self, error: str | None = None) -> PowerTrace:
+        """Stop and return what was recorded since start(); `error` says the recording failed."""
 
 
 class FunctionMeter:
@@ -134,7 +134,7 @@ class FunctionMeter:
         self._thread = threading.Thread(target=self._loop, daemon=True, name="wattwise-meter")
         self._thread.start()
 
-    def stop(self) -> PowerTrace:
+    def stop(self, error: str | None = None) -> PowerTrace:
         self._stop.set()
         if self._thread:
             self._thread.join()
@@ -176,13 +176,18 @@ class SamplerMeter:
             self._sampler.attach(provider, self.interval_s if provider.default_interval_s < 1 else None)
         self._sampler.start()
 
-    def stop(self) -> PowerTrace:
+    def stop(self, error: str | None = None) -> PowerTrace:
+        """Stop sampling; the store run is marked failed (or interrupted on Ctrl-C) when `error` is given."""
         from wattwise.analysis.phases import load_series
         from wattwise.jobmodel.storerun import choose_power_series, power_on_grid
 
         assert self._sampler is not None and self.run_id is not None, "start() first"
         warnings = self._sampler.stop()
-        self.store.finish_run(self.run_id, "finished", warnings=warnings)
+        if error is None:
+            self.store.finish_run(self.run_id, "finished", warnings=warnings)
+        else:
+            status = "interrupted" if error == "interrupted" else "failed"
+            self.store.finish_run(self.run_id, status, error=error, warnings=warnings)
         source, chosen = choose_power_series(load_series(self.store, self.run_id))
         if not chosen:
             raise ExperimentError(f"run:{self.run_id}: the providers gave no power series ({source})")
@@ -550,9 +555,10 @@ def record(variant: str, rep: int, options: CampaignOptions, phasemap: PhaseMap,
             middle_start, middle_end = segments[0].launch_s, segments[-1].exit_s
         say(f"{variant} #{rep}: after window")
         _sleep(options.after_s)
-    except BaseException:
+    except BaseException as exc:
+        error = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc) or type(exc).__name__
         try:
-            meter.stop()
+            meter.stop(error=error)  # the samples so far are kept; a store run is marked failed
         except Exception:  # the first error is the one to report
             pass
         raise
