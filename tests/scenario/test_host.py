@@ -81,7 +81,7 @@ services:
     environment:
       GREETING: hello from the environment
   sleeper:
-    command: ["sleep", "300"]
+    command: ["sleep", "301.25"]
 flow:
   - name: Greet
     container: worker
@@ -92,7 +92,7 @@ flow:
         command: sh -c 'exit 9'
         ignore-errors: true
       - type: console
-        command: sleep 300
+        command: sleep 302.5
         detach: true
   - name: Break
     container: worker
@@ -125,9 +125,9 @@ def test_failing_step_fails_the_run_and_cleans_up(store: Store, tmp_path: Path) 
     assert logs[("Greet", "stdout")] == "hello from the environment\n"
     assert "failure details" in logs[("Break", "stderr")]
     # every process and cgroup of the run is gone
-    assert scenario_dirs("scenario-") == []
+    assert scenario_dirs(store.get_run(result.run_id).settings["run_token"]) == []
     for line in os.popen("ps -eo args").read().splitlines():
-        assert line.strip() != "sleep 300"
+        assert line.strip() not in ("sleep 301.25", "sleep 302.5")
 
 
 def test_timeout_and_unhealthy_service(store: Store, tmp_path: Path) -> None:
@@ -185,7 +185,7 @@ def test_timeout_and_unhealthy_service(store: Store, tmp_path: Path) -> None:
     assert result.error == "service db is unhealthy: its healthcheck failed 3 times in a row (3 checks)"
     assert "not yet" in (result.output or "")
     assert [p["name"] for p in result.summary["phases"]] == ["[INSTALLATION]", "[BOOT]", "[REMOVE]"]
-    assert scenario_dirs("scenario-") == []
+    assert scenario_dirs(store.get_run(result.run_id).settings["run_token"]) == []
 
 
 def test_healthy_dependency_and_legacy_sci(store: Store, tmp_path: Path) -> None:

@@ -30,9 +30,8 @@ def phase(summary: dict, name: str) -> dict:
 
 
 def prefixes(store: Store, run_id: int) -> list[str]:
-    """The run's name prefix (wattwise-<token>) taken from its stored container names."""
-    containers = store.get_run(run_id).settings.get("containers") or {}
-    return sorted({name.rsplit("-", 1)[0] for name in containers.values()})
+    """The prefix (wattwise-<token>) of everything the run created."""
+    return [f"wattwise-{store.get_run(run_id).settings['run_token']}"]
 
 
 def test_web_scenario_two_containers(store: Store, podman: str) -> None:

@@ -420,6 +420,7 @@ class ScenarioRun:
             "variables": sorted(options.variables),
             "allow_unsafe": options.allow_unsafe,
             "dev_no_sleeps": options.dev_no_sleeps,
+            "run_token": self.token,  # in the names of the containers, networks, images and cgroups it made
         }
         estimated = not any(p.name in ("rapl", "ipmi") for p in providers)
         name = options.name or self.scenario.name
