@@ -57,6 +57,9 @@ def test_web_scenario_two_containers(store: Store, podman: str) -> None:
     assert phase(summary, "Warm-up")["hidden"] and phase(summary, "Warm-up")["parent"] == "[RUNTIME]"
     assert not phase(summary, "Download")["hidden"]
     runtime = phase(summary, "[RUNTIME]")["services"]
+    # [RUNTIME] is made of its visible flow steps (the hidden warm-up is left out), per service too
+    visible = [phase(summary, "Download")["services"], phase(summary, "Checksum")["services"]]
+    assert runtime["load"]["network_rx_b"] == pytest.approx(sum(v["load"]["network_rx_b"] for v in visible))
     # the load generator received the file `requests` times, the web server sent it
     assert runtime["load"]["network_rx_b"] > 0.9 * requests * MIB
     assert runtime["web"]["network_tx_b"] > 0.9 * requests * MIB

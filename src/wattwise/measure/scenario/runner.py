@@ -524,22 +524,37 @@ class ScenarioRun:
 
         series = load_series(self.store, self.run_id)
         summary = summarize_run(self.store, self.run_id, series=series)
+        figures_of = (
+            ("cgroup_cpu_time_s", "cpu_time_s", "delta"),
+            ("cgroup_memory_b", "memory_peak_b", "peak"),
+            ("network_rx_b", "network_rx_b", "delta"),
+            ("network_tx_b", "network_tx_b", "delta"),
+        )
+
+        def service_figures(name: str, start: int, end: int) -> dict[str, float | None]:
+            figures: dict[str, float | None] = {}
+            for metric, key, how in figures_of:
+                values = [getattr(s, how)(start, end) for s in series if s.name == metric and s.detail == name]
+                present = [v for v in values if v is not None]
+                figures[key] = (max(present) if how == "peak" else sum(present)) if present else None
+            return figures
+
+        def combined(parts: list[dict[str, float | None]]) -> dict[str, float | None]:
+            out: dict[str, float | None] = {}
+            for _, key, how in figures_of:
+                present = [p[key] for p in parts if p.get(key) is not None]
+                out[key] = (max(present) if how == "peak" else sum(present)) if present else None  # type: ignore[type-var, arg-type]
+            return out
+
         for phase in summary["phases"]:
-            start, end = phase["start_us"], phase["end_us"]
-            per_service: dict[str, dict[str, float | None]] = {}
-            for name in self.units:
-                figures: dict[str, float | None] = {}
-                for metric, key, how in (
-                    ("cgroup_cpu_time_s", "cpu_time_s", "delta"),
-                    ("cgroup_memory_b", "memory_peak_b", "peak"),
-                    ("network_rx_b", "network_rx_b", "delta"),
-                    ("network_tx_b", "network_tx_b", "delta"),
-                ):
-                    values = [getattr(s, how)(start, end) for s in series if s.name == metric and s.detail == name]
-                    present = [v for v in values if v is not None]
-                    figures[key] = (max(present) if how == "peak" else sum(present)) if present else None
-                per_service[name] = figures
-            phase["services"] = per_service
+            phase["services"] = {name: service_figures(name, phase["start_us"], phase["end_us"]) for name in self.units}
+        for phase in summary["phases"]:
+            parts = phase.get("rebuilt_from")
+            if parts:  # [RUNTIME] made of its visible flow steps: so are the services' figures
+                children = [p for p in summary["phases"] if p.get("parent") == phase["name"] and p["name"] in parts]
+                phase["services"] = {
+                    name: combined([child["services"][name] for child in children]) for name in self.units
+                }
         settings = self.store.get_run(self.run_id).settings or {}
         summary["backend"] = self.scenario.backend
         summary["sci"] = settings.get("sci")
