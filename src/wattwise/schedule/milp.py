@@ -48,8 +48,14 @@ def suspend_resume_milp(c: np.ndarray, startup_j: np.ndarray, work_j: np.ndarray
     ok = np.ones(L, dtype=bool) if stop_ok is None else np.asarray(stop_ok, dtype=bool)
     startup_c = start_costs(c, s_j) if ns else np.zeros(T)
     prob = pulp.LpProblem("suspend_resume", pulp.LpMinimize)
-    y = {(t, k): pulp.LpVariable(f"y_{t}_{k}", cat="Binary") for t in range(T) for k in range(L)}
-    z = {t: pulp.LpVariable(f"z_{t}", cat="Binary") for t in range(T - ns)}
+    if hasattr(prob, "add_variable"):  # PuLP ≥ 3.3
+        def binary(name: str):
+            return prob.add_variable(name, 0, 1, cat="Integer")
+    else:
+        def binary(name: str):
+            return pulp.LpVariable(name, cat="Binary")
+    y = {(t, k): binary(f"y_{t}_{k}") for t in range(T) for k in range(L)}
+    z = {t: binary(f"z_{t}") for t in range(T - ns)}
     for (t, _k), var in y.items():
         if blocked_arr[t]:
             prob += var == 0
