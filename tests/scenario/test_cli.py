@@ -30,7 +30,7 @@ def test_validate_valid_and_invalid(tmp_path: Path) -> None:
     done = wattwise("validate", str(invalid), data_dir=tmp_path)
     assert done.returncode == 2
     lines = done.stderr.splitlines()
-    assert lines[0] == f"error: {invalid} is not a valid usage scenario (6 problems):"
+    assert lines[0] == f"error: {invalid} is not a valid usage scenario (7 problems):"
     assert [line.strip() for line in lines[1:]] == invalid.with_suffix(".expected").read_text().splitlines()
 
     done = wattwise("validate", "--allow-unsafe", "--json", str(invalid), data_dir=tmp_path)

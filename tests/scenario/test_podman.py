@@ -353,3 +353,43 @@ def test_corpus_files_run(store: Store, podman: str, name: str, sci: dict | None
     assert result.status == "finished", f"{result.error}\n{result.output}"
     assert result.summary["sci"] == sci
     assert leftovers(podman, prefixes(store, result.run_id)) == {"containers": [], "networks": [], "volumes": []}
+
+
+def test_unsafe_options_with_allow_unsafe(store: Store, podman: str, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("from outside the scenario folder\n")
+    folder = tmp_path / "scenario"
+    folder.mkdir()
+    path = folder / "usage_scenario.yml"
+    path.write_text(
+        textwrap.dedent(
+            f"""\
+            name: Unsafe options
+            author: wattwise tests
+            description: docker-run-args and a host path outside the folder, allowed by --allow-unsafe.
+            services:
+              app:
+                image: {IMAGE}
+                command: sleep 300
+                init: true
+                docker-run-args: ["--cap-add=NET_RAW"]
+                volumes:
+                  - {outside}:/outside.txt:ro
+            flow:
+              - name: Use
+                container: app
+                commands:
+                  - type: console
+                    command: ping -c 1 127.0.0.1
+                  - type: console
+                    command: cat /outside.txt
+            """
+        )
+    )
+    with pytest.raises(Exception, match="only --allow-unsafe permits"):
+        run_scenario(store, path, RunOptions(dev_no_sleeps=True))
+    result = run_scenario(store, path, RunOptions(dev_no_sleeps=True, allow_unsafe=True))
+    assert result.status == "finished", f"{result.error}\n{result.output}"
+    logs = joined_logs(store, result.run_id)
+    assert "1 packets received" in logs[("Use", "stdout")]
+    assert logs[("Use", "stdout")].endswith("from outside the scenario folder\n")

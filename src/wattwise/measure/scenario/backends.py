@@ -209,6 +209,7 @@ class ContainerBackend(Backend):
             memory=service.mem_limit,
             cpus=service.cpus,
             init=service.init,
+            extra_args=service.engine_args,
         )
         self.engine.create(spec)
         for network, aliases in networks[1:]:

@@ -65,6 +65,7 @@ class ContainerSpec:
     cpus: str | None = None
     init: bool = False
     tty: bool = True  # like GMT's `run -it -d`: an image whose command is a shell keeps running
+    extra_args: list[str] = field(default_factory=list)  # docker-run-args, passed as they are
 
 
 def _hint(stderr: str) -> str:
@@ -246,6 +247,7 @@ class ContainerEngine:
             args.append("--init")
         if spec.tty:
             args += ["--interactive", "--tty"]
+        args += spec.extra_args
         if spec.entrypoint is not None:
             args += ["--entrypoint", spec.entrypoint]
         args += [spec.image, *spec.args]

@@ -78,6 +78,7 @@ class Service:
     log_stderr: bool = True
     read_notes_stdout: bool = False
     read_sci_stdout: bool = False
+    engine_args: list[str] = field(default_factory=list)  # docker-run-args (--allow-unsafe only)
 
     @property
     def display_name(self) -> str:

@@ -69,8 +69,10 @@ SERVICE_KEYS = {
     "log-stderr",
     "read-notes-stdout",
     "read-sci-stdout",
+    "docker-run-args",
 }
 HOST_UNSUPPORTED = (
+    "docker-run-args",
     "image",
     "build",
     "container_name",
@@ -511,6 +513,8 @@ class _Checker:
             service.cpus = self.cpus((*path, "cpus"), raw["cpus"])
         if "deploy" in raw:
             self.deploy((*path, "deploy"), raw["deploy"], service)
+        if "docker-run-args" in raw:
+            service.engine_args = self.engine_args((*path, "docker-run-args"), raw["docker-run-args"])
         for key, attribute in (
             ("init", "init"),
             ("log-stdout", "log_stdout"),
@@ -521,6 +525,20 @@ class _Checker:
             if key in raw:
                 setattr(service, attribute, self.boolean((*path, key), raw[key]))
         return service
+
+    def engine_args(self, path: KeyPath, value: Any) -> list[str]:
+        """GMT's docker-run-args: options handed to the engine's create command as they are."""
+        items = self.string_list(path, value)
+        if items and not self.allow_unsafe:
+            self.err(path, "passes options to the container engine unchecked; only --allow-unsafe permits it")
+            return []
+        args: list[str] = []
+        for index, item in enumerate(items):
+            try:
+                args.extend(shlex.split(item))
+            except ValueError as exc:
+                self.err((*path, index), f"cannot split into arguments: {exc}")
+        return args
 
     def build(self, path: KeyPath, value: Any) -> BuildSpec | None:
         if isinstance(value, str):
