@@ -23,7 +23,7 @@ UnsafeOption = Annotated[
     bool,
     typer.Option(
         "--allow-unsafe",
-        help="Allow host ports, host paths outside the scenario's folder and any environment names.",
+        help="Allow host ports, host paths outside the scenario's folder, any environment names and docker-run-args.",
     ),
 ]
 BackendOption = Annotated[
@@ -92,6 +92,7 @@ def validate(
         f"[green]valid[/]: {escape(file)} — {escape(repr(scenario.name))}, {len(scenario.services)} service(s), "
         f"{len(scenario.flow)} flow step(s), {scenario.backend} backend",
         highlight=False,
+        soft_wrap=True,
     )
     for warning in scenario.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
@@ -100,7 +101,7 @@ def validate(
 def run(
     file: FileArgument,
     name: Annotated[
-        str | None, typer.Option("--name", "-n", help="Name of the run (default: the file's name).")
+        str | None, typer.Option("--name", "-n", help="Name of the run (default: the scenario's name key).")
     ] = None,
     variable: VariableOption = None,
     allow_unsafe: UnsafeOption = False,
