@@ -187,7 +187,7 @@ def test_per_job_waiting_time() -> None:
 
 def test_window_beyond_the_trace_is_an_error() -> None:
     late = [make_job(0, TRACE.end_s - TRACE.start_s - 3600, 7200.0)]
-    with pytest.raises(ConfigError, match="job 0: its window .* ends after the carbon trace"):
+    with pytest.raises(ConfigError, match=r"job 0: its window .* ends after the carbon trace"):
         simulate(late, TRACE, Options("agnostic"))
 
 
