@@ -4,7 +4,7 @@ comparisons and README badges. Reading is open (unless the app requires a token)
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from xml.sax.saxutils import escape
 
@@ -18,9 +18,24 @@ from wattwise.web import series as charts
 from wattwise.web.deps import StoreDep, require_read, require_write
 from wattwise.web.results import LazySeries, cached
 
-router = APIRouter(dependencies=[Depends(require_read)])
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "The request cannot be answered as asked"},
+    401: {"model": ErrorOut, "description": "No valid token (write routes; all routes on a private server)"},
+    404: {"model": ErrorOut, "description": "No such run (or metric)"},
+}
+WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorOut, "description": "The token may only read, or the server is read-only"}
+}
+
+router = APIRouter(dependencies=[Depends(require_read)], responses=_ERRORS)
 
 MAX_ID = 2**31 - 1
+MAX_T_US = 4_102_444_800_000_000  # 2100-01-01 in µs; below 2**53, exact in JSON numbers
 RunPath = Annotated[int, Path(ge=1, le=MAX_ID, description="run id")]
 
 
@@ -88,7 +103,7 @@ class NoteOut(BaseModel):
 class NoteIn(BaseModel):
     text: str = Field(min_length=1, max_length=10000)
     source: str = Field("api", max_length=200)
-    t_us: int | None = Field(None, ge=0, le=2**62, description="Time (µs since the epoch); default now")
+    t_us: int | None = Field(None, ge=0, le=MAX_T_US, description="Time (µs since the epoch); default now")
 
 
 class LogOut(BaseModel):
@@ -155,6 +170,13 @@ def _runtime(results: Any) -> dict[str, Any]:
     return {}
 
 
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; they were written in UTC. RFC 3339 needs the offset."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
 def _item(run: Run, summary: dict[str, Any] | None = None) -> dict[str, Any]:
     runtime = _runtime(summary if summary is not None else run.results)
     return {
@@ -163,9 +185,9 @@ def _item(run: Run, summary: dict[str, Any] | None = None) -> dict[str, Any]:
         "kind": run.kind,
         "status": run.status,
         "machine": run.machine,
-        "created_at": run.created_at,
-        "started_at": run.started_at,
-        "ended_at": run.ended_at,
+        "created_at": _aware(run.created_at),
+        "started_at": _aware(run.started_at),
+        "ended_at": _aware(run.ended_at),
         "estimated": run.estimated,
         "runtime_energy_j": runtime.get("energy_j"),
         "runtime_duration_s": runtime.get("duration_s"),
@@ -174,7 +196,7 @@ def _item(run: Run, summary: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def _bad(exc: WattwiseError) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc))
+    return HTTPException(status.HTTP_400_BAD_REQUEST, str(exc))
 
 
 def run_summary(store: Store, run: Run) -> dict[str, Any]:
@@ -187,10 +209,11 @@ def run_summary(store: Store, run: Run) -> dict[str, Any]:
 # --- routes ---------------------------------------------------------------------------------------
 @router.get("", tags=["meta"], summary="Index of the API")
 def index(request: Request) -> dict[str, Any]:
+    paths = request.app.openapi().get("paths", {})
     cluster = [
-        {"path": route.path, "methods": sorted(route.methods or [])}
-        for route in request.app.routes
-        if getattr(route, "path", "").startswith("/api/cluster")
+        {"path": path, "methods": sorted(m.upper() for m in item)}
+        for path, item in paths.items()
+        if path.startswith("/api/cluster")
     ]
     return {
         "docs": "/docs",
@@ -198,6 +221,7 @@ def index(request: Request) -> dict[str, Any]:
         "runs": "/api/runs",
         "compare": "/api/compare?runs=1&runs=2&vs=3&vs=4",
         "cluster": cluster,
+        "submit": "POST /api/cluster/jobs (queues a measurement job)" if cluster else None,
         "write_access": "Authorization: Bearer <token from `wattwise tokens create NAME`>",
     }
 
@@ -234,7 +258,7 @@ def list_items(store: Store, runs: list[Run]) -> list[dict[str, Any]]:
             ResultCache.run_id.in_(missing), ResultCache.key == "summary"
         )
         with store.session() as session:
-            summaries = dict(session.execute(query).tuples().all())
+            summaries = {row[0]: row[1] for row in session.execute(query)}
     return [_item(r, summaries.get(r.id)) for r in runs]
 
 
@@ -302,13 +326,13 @@ def measurements(
     store: StoreDep,
     run_id: RunPath,
     metric_id: Annotated[list[int] | None, Query(description="only these metrics (repeat)")] = None,
-    start_us: Annotated[int | None, Query(ge=0, le=2**62)] = None,
-    end_us: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    start_us: Annotated[int | None, Query(ge=0, le=MAX_T_US)] = None,
+    end_us: Annotated[int | None, Query(ge=0, le=MAX_T_US)] = None,
     points: Annotated[int, Query(ge=2, le=10000)] = 1000,
 ) -> dict[str, Any]:
     run = _run(store, run_id)
     if start_us is not None and end_us is not None and end_us < start_us:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "end_us is before start_us")
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "end_us is before start_us")
     version = charts.run_version(run)
     metrics = charts.run_metrics(store, run_id)
     if metric_id:
@@ -334,6 +358,7 @@ def list_notes(store: StoreDep, run_id: RunPath) -> list[dict[str, Any]]:
     tags=["notes"],
     summary="Add a note to a run (needs a write token)",
     dependencies=[Depends(require_write)],
+    responses=WRITE_ERRORS,
 )
 def add_note(store: StoreDep, run_id: RunPath, note: NoteIn) -> dict[str, Any]:
     import time
@@ -351,6 +376,7 @@ def add_note(store: StoreDep, run_id: RunPath, note: NoteIn) -> dict[str, Any]:
     tags=["runs"],
     summary="Delete a run with its samples (needs a write token)",
     dependencies=[Depends(require_write)],
+    responses=WRITE_ERRORS,
 )
 def delete_run(store: StoreDep, run_id: RunPath) -> Response:
     _run(store, run_id)
@@ -450,7 +476,7 @@ def compare(
     from wattwise.analysis.compare import DEFAULT_METRICS, compare_summaries
 
     if len(runs) + len(vs or []) > 200:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "at most 200 runs per comparison")
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "at most 200 runs per comparison")
     a = [run_summary(store, _run(store, r)) for r in runs]
     b = [run_summary(store, _run(store, r)) for r in vs] if vs else None
     from dataclasses import asdict

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI
@@ -59,4 +60,43 @@ def create_app(
     if cluster is not None:
         app.include_router(cluster, prefix="/api/cluster", tags=["cluster"])
     pages.mount(app)
+    app.add_middleware(AllowHeaderMiddleware)
     return app
+
+
+class AllowHeaderMiddleware:
+    """A 405 answer lists every method of the path in `Allow` (Starlette lists only those of the first
+    route that matched the path, e.g. GET for /api/runs/{id} which also has DELETE)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.patterns: list[tuple[re.Pattern[str], str]] | None = None
+
+    def _allowed(self, scope: dict[str, Any]) -> str | None:
+        if self.patterns is None:
+            fastapi_app = scope["app"]
+            self.patterns = []
+            for path, item in fastapi_app.openapi().get("paths", {}).items():
+                regex = "^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(path)) + "$"
+                methods = ", ".join(sorted(m.upper() for m in item if m.upper() != "HEAD"))
+                self.patterns.append((re.compile(regex), methods))
+        for pattern, methods in self.patterns:
+            if pattern.match(scope["path"]):
+                return methods
+        return None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def wrapped(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                allowed = self._allowed(scope)
+                if allowed:
+                    headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+                    headers.append((b"allow", allowed.encode()))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, wrapped)

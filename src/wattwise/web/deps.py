@@ -57,10 +57,14 @@ def require_write(
     return info
 
 
-def require_read(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
-) -> TokenInfo | None:
+def require_read(request: Request) -> TokenInfo | None:
+    # reads the header itself rather than through the HTTPBearer scheme, so that the OpenAPI spec does not
+    # mark open (read) routes as needing a token
+    header = request.headers.get("authorization")
+    credentials = None
+    if header:
+        scheme, _, token = header.partition(" ")
+        credentials = HTTPAuthorizationCredentials(scheme=scheme, credentials=token.strip())
     info = _token(request, credentials)
     if info is None and getattr(request.app.state, "read_requires_token", False):
         raise _unauthorized("this server requires a token to read: send 'Authorization: Bearer <token>'")

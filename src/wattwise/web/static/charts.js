@@ -84,7 +84,11 @@
     var notes = noteShapes(data.notes || [], originUs);
     container.innerHTML = "";
     var divs = [];
-    var syncing = false;
+    var current = options.range ? options.range.slice() : null;  // the x range all charts show
+    function same(a, b) {
+      if (a === null || b === null) { return a === b; }
+      return Math.abs(a[0] - b[0]) < 1e-9 && Math.abs(a[1] - b[1]) < 1e-9;
+    }
     data.series.forEach(function (s) {
       var div = document.createElement("div");
       div.className = "ww-chart";
@@ -102,19 +106,19 @@
       });
       divs.push(div);
       div.on("plotly_relayout", function (ev) {
-        if (syncing) { return; }
         var r = null;
-        if (ev["xaxis.range[0]"] !== undefined) { r = [ev["xaxis.range[0]"], ev["xaxis.range[1]"]]; }
-        else if (ev["xaxis.range"]) { r = ev["xaxis.range"]; }
+        if (ev["xaxis.range[0]"] !== undefined) { r = [+ev["xaxis.range[0]"], +ev["xaxis.range[1]"]]; }
+        else if (ev["xaxis.range"]) { r = [+ev["xaxis.range"][0], +ev["xaxis.range"][1]]; }
         var reset = ev["xaxis.autorange"] === true;
         if (!r && !reset) { return; }
-        syncing = true;
+        // the other charts' relayouts below raise this event again (asynchronously): stop there
+        if (same(r, current)) { return; }
+        current = r;
         divs.forEach(function (other) {
           if (other !== div) {
             global.Plotly.relayout(other, r ? { "xaxis.range": r } : { "xaxis.autorange": true });
           }
         });
-        syncing = false;
         if (options.onZoom) {
           if (r) { options.onZoom(originUs + r[0] * 1e6, originUs + r[1] * 1e6, r); }
           else { options.onZoom(null, null, null); }
