@@ -120,3 +120,45 @@ def unit_labels(text: str) -> dict[str, dict[str, str]]:
             d = dict(labels)
             result[f"{d['manager']}/{d['unit']}"] = d
     return result
+
+
+def start_prometheus(base: Path, config_text: str, *, extra_args: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the Debian prometheus on a free loopback port with `config_text` and storage under `base`;
+    returns (process, base URL) once it is ready. Skips the test when prometheus is not installed."""
+    import time
+
+    import httpx
+
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("the Debian prometheus package is not installed (scripts/test-packages.txt)")
+    port = free_port()
+    config = base / "prometheus.yml"
+    config.write_text(config_text)
+    process = subprocess.Popen(
+        [binary, f"--config.file={config}", f"--storage.tsdb.path={base / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn", *extra_args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"prometheus exited with {process.returncode}: "
+                                 f"{process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+        try:
+            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError("prometheus was not ready within 60 s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -336,6 +336,20 @@ class CachedIntensity:
         raise IntensityError(error or f"no intensity from {self.source.describe()}")
 
 
+def default_static_source() -> StaticSource:
+    """$WATTWISE_GRID_INTENSITY, else the $WATTWISE_COUNTRY factor, else the world average."""
+    from wattwise.carbon.static import ENV_COUNTRY, ENV_INTENSITY
+
+    factor = resolve_grid_factor()
+    if os.environ.get(ENV_INTENSITY):
+        zone = "configured"
+    elif os.environ.get(ENV_COUNTRY):
+        zone = os.environ[ENV_COUNTRY].upper()
+    else:
+        zone = "world"
+    return StaticSource(factor, zone)
+
+
 def make_source(spec: str, *, base_url: str | None = None, token: str | None = None,
                 timeout_s: float = DEFAULT_TIMEOUT_S) -> IntensitySource:
     """A source from a short spec: ``static:<country>``, ``static:<g/kWh>``, ``trace:<file>``,
@@ -345,12 +359,12 @@ def make_source(spec: str, *, base_url: str | None = None, token: str | None = N
     argument = argument.strip()
     if kind == "static":
         if not argument:
-            return StaticSource(resolve_grid_factor(), "")
+            return default_static_source()
         try:
             value = float(argument)
         except ValueError:
             return StaticSource.for_country(argument)
-        return StaticSource(resolve_grid_factor(intensity_g_per_kwh=value), "")
+        return StaticSource(resolve_grid_factor(intensity_g_per_kwh=value), "configured")
     if kind == "trace":
         if not argument:
             raise ConfigError("trace source needs a file: trace:<path to CSV>")

@@ -10,12 +10,13 @@ every piece belongs to one day. For each piece ``[a, b]`` (``W = b − a``) it e
     max by (…) (max_over_time(timestamp(wattwise_unit_energy_joules_total)[W:step]))   (last sample time)
 
 and turns the cumulative counters into increments against the values stored at the previous pull:
-``increment = value − previous`` unless the exporter restarted (its first-seen time of the unit changed,
-or the value went down), in which case the whole new value is the increment. The increments are
-added to the unit, to its day, and to its user's and project's day. A unit's start is the earliest
-first-seen time reported, its end the time of its last sample; mean CPUs = CPU seconds / duration,
-mean memory = mean of the scraped memory values. Energy used between an exporter's last scrape and
-its restart is not seen (Prometheus never received it).
+``increment = value − previous``. When the exporter restarted in the window (its first-seen time of the
+unit changed), the increment is what the old exporter counted since the previous pull (its last value
+before the restart, queried with ``@``) plus the new counter. A unit met for the first time contributes
+its whole counter. The increments are added to the unit, to its day, and to its user's and project's
+day. A unit's start is the earliest first-seen time reported, its end the time of its last sample;
+mean CPUs = CPU seconds / duration, mean memory = mean of the scraped memory values. Energy used between
+an exporter's last scrape and its restart is not seen (Prometheus never received it).
 """
 
 from __future__ import annotations
@@ -107,6 +108,10 @@ def split_at_midnight(start_s: float, end_s: float) -> list[tuple[float, float]]
         pieces.append((a, b))
         a = b
     return pieces
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _range(seconds: float) -> str:
@@ -205,6 +210,18 @@ class Aggregator:
                 count += 1
         return count, total_energy, total_emissions
 
+    def _last_before(self, key: tuple[str, ...], a: float, t: float) -> dict[str, float]:
+        """The unit's counters as the old exporter last reported them, in (a, t] (before a restart)."""
+        selector = ",".join(f'{label}="{_escape(value)}"' for label, value in zip(KEY_LABELS, key, strict=True))
+        result: dict[str, float] = {}
+        for metric, name in (("energy", "wattwise_unit_energy_joules_total"),
+                             ("emissions", "wattwise_unit_emissions_grams_total"),
+                             ("cpu", "wattwise_unit_cpu_seconds_total")):
+            found = self.client.query(f"max(last_over_time({name}{{{selector}}}[{_range(t - a)}]))", t)
+            if found:
+                result[metric] = found[0][1]
+        return result
+
     def _apply(self, session: Any, key: tuple[str, ...], s: _Series, day: date, a: float,
                b: float) -> tuple[float, float]:
         hostname, manager, unit_id, user, project = key
@@ -218,17 +235,25 @@ class Aggregator:
             session.flush()
         restarted = (unit.last_seen_start_s is not None and s.start_s is not None
                      and abs(s.start_s - unit.last_seen_start_s) > 1e-3)
+        before_restart: dict[str, float] = {}
+        if restarted and s.start_s is not None and s.start_s > a:
+            before_restart = self._last_before(key, a, s.start_s - 1e-3)
 
-        def increment(value: float | None, previous: float | None) -> float:
+        def increment(metric: str, value: float | None, previous: float | None) -> float:
             if value is None:
                 return 0.0
-            if previous is None or restarted or value < previous:
+            if previous is None:
+                return value
+            if restarted:  # what the old exporter counted since the last pull, then the new counter
+                old = before_restart.get(metric)
+                return (max(0.0, old - previous) if old is not None else 0.0) + value
+            if value < previous:  # reset without a restart (should not happen): the new counter
                 return value
             return value - previous
 
-        d_energy = increment(s.energy_j, unit.last_energy_j)
-        d_emissions = increment(s.emissions_g, unit.last_emissions_g)
-        d_cpu = increment(s.cpu_s, unit.last_cpu_s)
+        d_energy = increment("energy", s.energy_j, unit.last_energy_j)
+        d_emissions = increment("emissions", s.emissions_g, unit.last_emissions_g)
+        d_cpu = increment("cpu", s.cpu_s, unit.last_cpu_s)
         unit.energy_j += d_energy
         unit.emissions_g += d_emissions
         unit.cpu_s += d_cpu

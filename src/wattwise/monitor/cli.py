@@ -22,10 +22,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _intensity(grid: str | None, grid_fallback: str | None, grid_url: str | None, grid_ttl: float):
-    from wattwise.carbon.live import CachedIntensity, StaticSource, make_source
-    from wattwise.carbon.static import resolve_grid_factor
+    from wattwise.carbon.live import CachedIntensity, StaticSource, default_static_source, make_source
 
-    fallback = StaticSource.for_country(grid_fallback) if grid_fallback else StaticSource(resolve_grid_factor())
+    fallback = StaticSource.for_country(grid_fallback) if grid_fallback else default_static_source()
     source = make_source(grid, base_url=grid_url) if grid else fallback
     return CachedIntensity(source, ttl_s=grid_ttl, fallback=None if source is fallback else fallback)
 

@@ -215,18 +215,22 @@ def _int(data: bytes | None) -> int | None:
         return None  # "max" and anything else that is not a number
 
 
-_KEY_CACHE: dict[bytes, re.Pattern[bytes]] = {}
-
-
 def _keyed(data: bytes | None, key: bytes) -> int | None:
-    """The value of `key value` line `key` in a flat-keyed cgroup file."""
+    """The value of the `key value` line in a flat-keyed cgroup file (bytes.find: faster than a regex)."""
     if data is None:
         return None
-    pattern = _KEY_CACHE.get(key)
-    if pattern is None:
-        pattern = _KEY_CACHE[key] = re.compile(rb"(?m)^" + re.escape(key) + rb" (\d+)$")
-    match = pattern.search(data)
-    return int(match.group(1)) if match else None
+    if data.startswith(key + b" "):
+        start = len(key) + 1
+    else:
+        found = data.find(b"\n" + key + b" ")
+        if found < 0:
+            return None
+        start = found + len(key) + 2
+    end = data.find(b"\n", start)
+    try:
+        return int(data[start:end] if end >= 0 else data[start:])
+    except ValueError:
+        return None
 
 
 def find_process(directory: str) -> tuple[int, str] | None:

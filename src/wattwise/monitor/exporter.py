@@ -215,6 +215,7 @@ class MonitorExporter:
                 state.alive = True  # it used CPU since the last scrape: no need to look for processes
         for key in [k for k in self._states if k not in seen]:
             del self._states[key]  # the cgroup is gone
+        self._current_intensity(now)
         self._attribute(now, node)
         return self._families(node)
 
@@ -252,7 +253,7 @@ class MonitorExporter:
             estimate_w=self._estimate_w, gpu_w=gpu_w, cpu_fraction=self.config.cpu_fraction,
             memory_fraction=self.config.memory_fraction)
         self._split = split
-        intensity = self._current_intensity(now)
+        intensity = self._intensity
         alive = [s for s in self._states.values() if s.alive and s.owner is not None]
         cpu_deltas = []
         for state in alive:
@@ -322,21 +323,23 @@ class MonitorExporter:
         counts: dict[str, int] = dict.fromkeys(MANAGERS, 0)
         exported = sorted((k, s) for k, s in self._states.items() if s.alive and s.owner is not None)
         fmt = format_value
+        optional_appends = [(family.samples.append, family.name + "{", attribute) for family, attribute in optional]
+        per_state = [(family.samples.append, family.name + "{", attribute) for family, attribute in (
+            (f_cshare, "cpu_share"), (f_mshare, "memory_share"), (f_power, "power_w"), (f_energy, "energy_j"),
+            (f_co2, "emissions_g"), (f_start, "first_seen_s"))]
+        cpu_append, cpu_name = f_cpu.samples.append, f_cpu.name + "{"
+        empty = CgroupUsage()
         for (manager, _), state in exported:
             counts[manager] = counts.get(manager, 0) + 1
-            labels = "{" + state.labels + "} "
-            usage = state.usage or CgroupUsage()
-            f_cpu.samples.append(f_cpu.name + labels + fmt(usage.cpu_time_s or 0.0))
-            for family, attribute in optional:
+            labels = state.labels + "} "
+            usage = state.usage or empty
+            cpu_append(cpu_name + labels + fmt(usage.cpu_time_s or 0.0))
+            for append, name, attribute in optional_appends:
                 value = getattr(usage, attribute)
                 if value is not None:
-                    family.samples.append(family.name + labels + fmt(value))
-            f_cshare.samples.append(f_cshare.name + labels + fmt(state.cpu_share))
-            f_mshare.samples.append(f_mshare.name + labels + fmt(state.memory_share))
-            f_power.samples.append(f_power.name + labels + fmt(state.power_w))
-            f_energy.samples.append(f_energy.name + labels + fmt(state.energy_j))
-            f_co2.samples.append(f_co2.name + labels + fmt(state.emissions_g))
-            f_start.samples.append(f_start.name + labels + fmt(state.first_seen_s))
+                    append(name + labels + fmt(value))
+            for append, name, attribute in per_state:
+                append(name + labels + fmt(getattr(state, attribute)))
         units = [f_cpu, f_user, f_sys, f_cpus, f_mem, f_limit, f_rss, f_cache, f_fail, f_oom,
                  f_cshare, f_mshare, f_power, f_energy, f_co2, f_start]
         return [*units, *self._node_families(node, counts)]
