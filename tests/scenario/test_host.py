@@ -146,13 +146,15 @@ def test_timeout_and_unhealthy_service(store: Store, tmp_path: Path) -> None:
                 container: app
                 commands:
                   - type: console
-                    command: sleep 30
+                    shell: sh
+                    command: echo waiting; exec sleep 30
             """
         )
     )
     result = run_scenario(store, path, RunOptions(dev_no_sleeps=True, command_timeout_s=0.5))
     assert result.status == "failed"
     assert "did not finish within 0.5 s" in (result.error or "")
+    assert joined_logs(store, result.run_id)[("Slow", "stdout")] == "waiting\n"  # kept though it was stopped
 
     path.write_text(
         textwrap.dedent(

@@ -229,6 +229,16 @@ class ScenarioRun:
         running.finish()
         return code
 
+    def _finish(self, running: RunningCommand, source: str, log_stdout: bool, log_stderr: bool, what: str) -> int:
+        """Wait for a command (within --timeout) and store its output, also when it fails or is interrupted."""
+        try:
+            return self._wait(running, self.options.command_timeout_s, what)
+        finally:
+            if running.process.poll() is None:  # interrupted while waiting
+                self.backend.stop_process(running.process)
+            running.finish(2)
+            self._store_output(running, source, log_stdout, log_stderr)
+
     def _store_output(self, running: RunningCommand, source: str, log_stdout: bool, log_stderr: bool) -> None:
         if log_stdout:
             self._record_log(source, "stdout", running.stdout.text, running.start_us)
@@ -267,8 +277,7 @@ class ScenarioRun:
                 if command.detach:
                     self.background.append((running, source, None, True, True))
                     continue
-                code = self._wait(running, self.options.command_timeout_s, f"setup command {command.command!r}")
-                self._store_output(running, source, True, True)
+                code = self._finish(running, source, True, True, f"setup command {command.command!r}")
                 if code != 0:
                     raise StepFailed(
                         f"service {name}: setup command `{command.command}` exited with code {code}",
@@ -331,15 +340,15 @@ class ScenarioRun:
         for index, command in enumerate(step.commands):
             source = step.name
             if command.note:
-                self.collected.notes.append((self.clock.now_us(), step.name, command.note))
+                with self.collected.lock:
+                    self.collected.notes.append((self.clock.now_us(), step.name, command.note))
             options = self._line_options(source, command, None)
             running = self._start_command(service, command, source, options)
             if command.detach:
                 self.background.append((running, source, options, command.log_stdout, command.log_stderr))
                 continue
             what = f"flow step {step.name!r}, command {index + 1} ({command.command!r})"
-            code = self._wait(running, self.options.command_timeout_s, what)
-            self._store_output(running, source, command.log_stdout, command.log_stderr)
+            code = self._finish(running, source, command.log_stdout, command.log_stderr, what)
             if code != 0:
                 if command.ignore_errors:
                     self.warnings.append(f"{what} exited with code {code} (ignore-errors)")
