@@ -144,7 +144,13 @@ class ContainerEngine:
         )
 
     def version(self) -> str:
+        """The engine's version; raises EngineError when the engine does not work (e.g. no docker daemon)."""
         done = self.run("version", "--format", "{{.Client.Version}}", check=False, timeout=30)
+        if done.returncode != 0:
+            detail = (done.stderr.strip() or done.stdout.strip()).splitlines()[-3:]
+            raise EngineError(
+                f"the container engine {self.binary} does not work: " + " / ".join(detail) + _hint(done.stderr)
+            )
         return done.stdout.strip() or "unknown"
 
     # --- images ------------------------------------------------------------------------------------
