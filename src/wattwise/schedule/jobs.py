@@ -136,7 +136,7 @@ def parse_jobs(text: str, *, source: str = "<jobs>", default_model: JobModel | N
             raise JobTraceError(f"{source}:{number}: expected {len(header)} fields ({delimiter.join(header)}), "
                                 f"got {len(cells)}")
         where = f"{source}:{number}"
-        arrival = _number(cells[col["arrival_time"]], where, "arrival_time", minimum=None)
+        arrival = _number(cells[col["arrival_time"]], where, "arrival_time", minimum=0.0)
         length = _number(cells[col["length"]], where, "length", minimum=0.0, strict=True)
         cpus_value = _number(cells[col["cpus"]], where, "cpus", minimum=1.0)
         if cpus_value != int(cpus_value):

@@ -138,6 +138,8 @@ def carbon_time_start(c: np.ndarray, run_j: np.ndarray, blocked: np.ndarray | No
 # -- suspend & resume ---------------------------------------------------------------------------------------
 #: bytes of backtrack bits one batch of `suspend_resume_many` may use
 DP_MEMORY_BYTES = 128_000_000
+#: the largest single window `suspend_resume` accepts (bytes of backtrack bits)
+DP_MAX_BYTES = 4_000_000_000
 
 
 def suspend_resume(c: np.ndarray, startup_j: np.ndarray, work_j: np.ndarray, *,
@@ -189,6 +191,13 @@ def suspend_resume_many(c: np.ndarray, startup_j: np.ndarray, work_j: np.ndarray
     blocked_arr = None if blocked is None else np.atleast_2d(np.asarray(blocked, dtype=bool))
     G = 1 if max_resumes is None else max_resumes + 2
     per_window = (T + 1) * G * (2 * L + 1)
+    if per_window > DP_MAX_BYTES:
+        raise WattwiseError(
+            f"suspend-resume for {L} work slots in a window of {T} slots"
+            f"{f' with at most {max_resumes} resumes' if max_resumes is not None else ''} needs "
+            f"{per_window / 1e9:.1f} GB of decisions (limit {DP_MAX_BYTES / 1e9:.0f} GB); use a coarser "
+            "--resolution or a shorter waiting time"
+        )
     step = max(1, DP_MEMORY_BYTES // per_window)
     plans: list[Plan | None] = []
     for b0 in range(0, B, step):
