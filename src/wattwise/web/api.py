@@ -249,11 +249,12 @@ def list_items(store: Store, runs: list[Run]) -> list[dict[str, Any]]:
     """Runs for a listing; figures from the run's stored results, else from a cached summary."""
     from sqlalchemy import select
 
-    from wattwise.web.models import ResultCache
+    from wattwise.web.models import ResultCache, ensure_cache_tables
 
     missing = [r.id for r in runs if not r.results]
     summaries: dict[int, Any] = {}
     if missing:
+        ensure_cache_tables(store)
         query = select(ResultCache.run_id, ResultCache.payload).where(
             ResultCache.run_id.in_(missing), ResultCache.key == "summary"
         )

@@ -48,3 +48,15 @@ class ResultCache(Base):
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))
     payload: Mapped[Any] = mapped_column(JSON)
+
+
+_ensured: set[str] = set()
+
+
+def ensure_cache_tables(store: Any) -> None:
+    """Create the cache tables where a database was migrated by an early revision 0002 that lacked them
+    (once per process and database; a no-op where they exist)."""
+    if store.url in _ensured:
+        return
+    Base.metadata.create_all(store.engine, tables=[SeriesCache.__table__, ResultCache.__table__], checkfirst=True)
+    _ensured.add(store.url)

@@ -17,7 +17,7 @@ from sqlalchemy import delete
 from wattwise.analysis.phases import Series, load_series
 from wattwise.store import Store
 from wattwise.store.models import Run
-from wattwise.web.models import ResultCache
+from wattwise.web.models import ResultCache, ensure_cache_tables
 from wattwise.web.series import read_samples, run_metrics, run_version
 
 
@@ -41,6 +41,7 @@ def json_safe(value: Any) -> Any:
 def cached(store: Store, run: Run, key: str, params: dict[str, Any], compute: Callable[[], Any]) -> Any:
     if run_version(run) is None:
         return json_safe(compute())
+    ensure_cache_tables(store)
     mark = fingerprint(store, run, params)
     with store.session() as session:
         row = session.get(ResultCache, (run.id, key))

@@ -25,7 +25,7 @@ from sqlalchemy import delete, select
 
 from wattwise.store import Store
 from wattwise.store.models import Metric, Run, RunStatus, samples
-from wattwise.web.models import SeriesCache
+from wattwise.web.models import SeriesCache, ensure_cache_tables
 
 FINE_BUCKETS = 16384
 RAW_LIMIT = 20000
@@ -156,6 +156,7 @@ def metric_buckets(store: Store, metric: Metric, version: str | None) -> Buckets
     """The metric's full-range buckets: from memory, the cache table, or built (and stored)."""
     key = (store.url, metric.id, version or "")
     if version is not None:
+        ensure_cache_tables(store)
         cached = _memory.get(key)
         if cached is not None:
             return cached
