@@ -118,3 +118,10 @@ def test_profile_from_arrays() -> None:
     p = profile_from_arrays([1, 2], [3, 4, 5], 60.0, stop_ok=[False, False, True])
     assert p.n_slots == 5
     assert p.stop_ok.tolist() == [True, False, True]
+
+
+def test_time_unit_hours() -> None:
+    jobs = parse_jobs("arrival_time,length,cpus,waiting_time\n0.25,0.5,2,1\n", source="azure.csv", time_unit="h")
+    assert (jobs[0].arrival_s, jobs[0].length_s, jobs[0].wait_s) == (900.0, 1800.0, 3600.0)
+    with pytest.raises(JobTraceError, match="unknown time unit 'days'"):
+        parse_jobs("arrival_time,length,cpus\n0,1,1\n", time_unit="days")

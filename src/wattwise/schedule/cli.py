@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 POLICY_HELP = (
     "agnostic (start at arrival), threshold (work while below a percentile of the next 24 h), carbon-time "
@@ -50,6 +53,8 @@ def simulate_command(
     cpu_power: Annotated[float, typer.Option("--cpu-power", help="Watts per CPU of jobs without a model.")] = 10.0,
     averaged: Annotated[bool, typer.Option("--averaged", help="Replace every job by its constant-power "
                                            "average without startup (mocked-constant-from-phases).")] = False,
+    time_unit: Annotated[str, typer.Option("--time-unit", help="Unit of the job trace's times: s, min or h "
+                                           "(GAIA's PAI traces are in s, its Azure trace in h).")] = "s",
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first N jobs of the trace.")] = None,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots.")] = True,
 ) -> None:
@@ -86,7 +91,8 @@ def simulate_command(
                       origin_s=origin_s)
     trace = read_trace(carbon)
     default_model = load_model(model) if model is not None else None
-    job_list = read_jobs(jobs, default_model=default_model, cpu_power_w=cpu_power, averaged=averaged)
+    job_list = read_jobs(jobs, default_model=default_model, cpu_power_w=cpu_power, averaged=averaged,
+                         time_unit=time_unit)
     if limit is not None:
         job_list = job_list[:limit]
     with Progress(TextColumn(f"[bold]{policy}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -112,7 +118,7 @@ def simulate_command(
     console.print(f"wrote {', '.join(str(out / w) for w in written)}")
 
 
-def _print_summary(console, data: dict) -> None:
+def _print_summary(console: Console, data: dict) -> None:
     from rich.table import Table
 
     from wattwise.units import format_duration, format_si

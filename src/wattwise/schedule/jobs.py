@@ -24,7 +24,8 @@ Two formats, recognised from the header line:
 
 In both formats ``length`` is the job's work in seconds: the model's work phases are repeated cyclically
 (the last one cut) to last ``length``; the startup phases come on top of it, once per (re)start. An optional
-column ``waiting_time`` (seconds) gives a job its own waiting time instead of the global one.
+column ``waiting_time`` (seconds) gives a job its own waiting time instead of the global one. Times are in
+seconds unless ``time_unit`` says ``min`` or ``h`` (some GAIA traces are in hours).
 Args are read with :func:`ast.literal_eval`, never evaluated. Errors name the file and the line.
 """
 
@@ -43,6 +44,8 @@ from wattwise.errors import WattwiseError
 from wattwise.jobmodel import JobModel, ModelError, constant, constant_from_phases, ml
 
 DEFAULT_CPU_POWER_W = 10.0
+#: units of the time columns of a job trace (GAIA's traces differ: PAI in seconds, Azure in hours)
+TIME_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0}
 JOB_KINDS = ("constant", "phases", "ml", "mocked-constant-from-phases")
 _REQUIRED = ("arrival_time", "length", "cpus")
 _KNOWN = (*_REQUIRED, "name", "args", "waiting_time")
@@ -92,8 +95,9 @@ def averaged_job(job: Job) -> Job:
 
 
 def read_jobs(path: str | Path, *, default_model: JobModel | None = None,
-              cpu_power_w: float = DEFAULT_CPU_POWER_W, averaged: bool = False) -> list[Job]:
-    """Read a GAIA or Carbs job trace (see the module doc). Job ids are the 0-based data row numbers."""
+              cpu_power_w: float = DEFAULT_CPU_POWER_W, averaged: bool = False, time_unit: str = "s") -> list[Job]:
+    """Read a GAIA or Carbs job trace (see the module doc). Job ids are the 0-based data row numbers.
+    ``time_unit`` (s, min, h) is the unit of arrival_time, length and waiting_time in the file."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -102,11 +106,14 @@ def read_jobs(path: str | Path, *, default_model: JobModel | None = None,
     except (OSError, UnicodeDecodeError) as exc:
         raise JobTraceError(f"{path}: cannot read job trace: {exc}") from None
     return parse_jobs(text, source=str(path), default_model=default_model, cpu_power_w=cpu_power_w,
-                      averaged=averaged)
+                      averaged=averaged, time_unit=time_unit)
 
 
 def parse_jobs(text: str, *, source: str = "<jobs>", default_model: JobModel | None = None,
-               cpu_power_w: float = DEFAULT_CPU_POWER_W, averaged: bool = False) -> list[Job]:
+               cpu_power_w: float = DEFAULT_CPU_POWER_W, averaged: bool = False, time_unit: str = "s") -> list[Job]:
+    if time_unit not in TIME_UNITS:
+        raise JobTraceError(f"unknown time unit {time_unit!r} for job traces; allowed: {', '.join(TIME_UNITS)}")
+    scale = TIME_UNITS[time_unit]
     lines = text.splitlines()
     header_index = next((i for i, line in enumerate(lines) if line.strip()), None)
     if header_index is None:
@@ -136,15 +143,15 @@ def parse_jobs(text: str, *, source: str = "<jobs>", default_model: JobModel | N
             raise JobTraceError(f"{source}:{number}: expected {len(header)} fields ({delimiter.join(header)}), "
                                 f"got {len(cells)}")
         where = f"{source}:{number}"
-        arrival = _number(cells[col["arrival_time"]], where, "arrival_time", minimum=0.0)
-        length = _number(cells[col["length"]], where, "length", minimum=0.0, strict=True)
+        arrival = _number(cells[col["arrival_time"]], where, "arrival_time", minimum=0.0) * scale
+        length = _number(cells[col["length"]], where, "length", minimum=0.0, strict=True) * scale
         cpus_value = _number(cells[col["cpus"]], where, "cpus", minimum=1.0)
         if cpus_value != int(cpus_value):
             raise JobTraceError(f"{where}: cpus must be a whole number ≥ 1, got {cells[col['cpus']].strip()!r}")
         cpus = int(cpus_value)
         wait = None
         if "waiting_time" in col and cells[col["waiting_time"]].strip():
-            wait = _number(cells[col["waiting_time"]], where, "waiting_time", minimum=0.0)
+            wait = _number(cells[col["waiting_time"]], where, "waiting_time", minimum=0.0) * scale
         name = cells[col["name"]].strip() if "name" in col else ""
         args = cells[col["args"]].strip() if "args" in col else ""
         try:

@@ -26,6 +26,7 @@ import numpy as np
 
 from wattwise.carbon.trace import CarbonTrace
 from wattwise.errors import ConfigError, WattwiseError
+from wattwise.jobmodel import JobModel
 from wattwise.schedule import solvers
 from wattwise.schedule.jobs import Job
 from wattwise.schedule.profile import SlotProfile, slot_profile
@@ -37,8 +38,8 @@ _BATCH_POLICIES = ("agnostic", "oracle", "carbon-time")
 _CHUNK = 512
 
 
-def _is_constant(model: object) -> bool:
-    return not model.startup and len(model.work) == 1  # type: ignore[attr-defined]
+def _is_constant(model: JobModel) -> bool:
+    return not model.startup and len(model.work) == 1
 
 
 @dataclass(frozen=True)

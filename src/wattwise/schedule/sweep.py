@@ -7,6 +7,7 @@ A grid file (YAML)::
     resolution: 60s
     arrivals_h: {every: 24, count: 31}   # or a list of hours after start; default [0]
     # jobs: some-trace.csv          # instead of synthetic jobs: a job trace (length_h is then not used)
+    # jobs_time_unit: s             # unit of its times: s (default), min or h
     phases:                          # named work patterns, chosen by the `phases` dimension
       alt-30min: [{name: high, duration_s: 1800, power_w: 200}, {name: low, duration_s: 1800, power_w: 100}]
     grid:                            # every key a value or a list of values
@@ -45,13 +46,14 @@ from typing import Any
 from wattwise.carbon.trace import CarbonTrace, parse_time_s, read_trace
 from wattwise.errors import ConfigError
 from wattwise.jobmodel import JobModel, ModelError, Phase, constant_from_phases
-from wattwise.schedule.jobs import Job, make_job, read_jobs
+from wattwise.schedule.jobs import TIME_UNITS, Job, make_job, read_jobs
 from wattwise.schedule.simulate import POLICIES, Options, simulate, summary
 from wattwise.units import parse_duration_s
 
 GRID_KEYS = ("policy", "length_h", "wait_h", "phases", "startup_min", "startup_w", "averaged", "max_resumes",
              "checkpoint_only", "capacity", "forecast_error", "seed", "threshold_percentile")
-TOP_KEYS = ("carbon", "start", "resolution", "arrivals_h", "jobs", "phases", "grid", "description")
+TOP_KEYS = ("carbon", "start", "resolution", "arrivals_h", "jobs", "jobs_time_unit", "phases", "grid",
+            "description")
 DEFAULT_PHASES = {"constant-100W": [{"name": "work", "duration_s": 3600, "power_w": 100}]}
 _DEFAULTS: dict[str, Any] = {"policy": "suspend-resume", "length_h": 1, "wait_h": 24, "phases": None,
                              "startup_min": 0, "startup_w": 0, "averaged": False, "max_resumes": None,
@@ -74,6 +76,7 @@ class Grid:
     varying: list[str] = field(default_factory=list)
     #: the grid sets phases or a startup: with a job trace, they replace its constant-power jobs
     pattern_given: bool = False
+    jobs_time_unit: str = "s"
 
     def configs(self) -> list[dict[str, Any]]:
         names = list(self.axes)
@@ -140,7 +143,11 @@ def load_grid(path: str | Path) -> Grid:
         axes[key] = [_check_value(path, key, v, phases) for v in values]
     varying = [k for k, v in axes.items() if len(v) > 1]
     pattern_given = any(k in grid for k in ("phases", "startup_min", "startup_w"))
-    return Grid(path, carbon, start_s, resolution_s, arrivals, jobs_path, phases, axes, varying, pattern_given)
+    time_unit = str(data.get("jobs_time_unit", "s"))
+    if time_unit not in TIME_UNITS:
+        raise ConfigError(f"{path}: jobs_time_unit: {time_unit!r} is not one of {', '.join(TIME_UNITS)}")
+    return Grid(path, carbon, start_s, resolution_s, arrivals, jobs_path, phases, axes, varying, pattern_given,
+                time_unit)
 
 
 def _relative(base: Path, value: Any) -> Path:
@@ -284,7 +291,7 @@ def run_sweep(grid: Grid, *, workers: int | None = None,
               progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
     """All rows of the sweep, in grid order; duplicate configurations are simulated once."""
     trace = read_trace(grid.carbon)
-    trace_jobs = read_jobs(grid.jobs_path) if grid.jobs_path is not None else None
+    trace_jobs = read_jobs(grid.jobs_path, time_unit=grid.jobs_time_unit) if grid.jobs_path is not None else None
     configs = grid.configs()
     keys = [_key(grid, c, config_jobs(grid, c, trace_jobs)) for c in configs]
     unique: dict[str, dict[str, Any]] = {}
