@@ -66,7 +66,9 @@ def main() -> None:
         if isinstance(result, int) and result:  # click returns typer.Exit's code in non-standalone mode
             sys.exit(result)
     except WattwiseError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        from rich.markup import escape
+
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -183,7 +183,7 @@ def measure_command(
     try:
         if options.baseline_s > 0:
             _sleep_with_progress("[BASELINE]", options.baseline_s, progress)
-        baseline_end = clock.now_us()
+        baseline_end = sampler.sample_now()
         if options.baseline_s > 0:
             store.add_phase(run_id, "[BASELINE]", baseline_start, baseline_end)
         try:
@@ -200,7 +200,7 @@ def measure_command(
                 with open(procs, "w") as handle:
                     handle.write(pid)
 
-        runtime_start = clock.now_us()
+        runtime_start = sampler.sample_now()
         try:
             process = subprocess.Popen(
                 [executable, *argv[1:]],
@@ -238,7 +238,7 @@ def measure_command(
             except subprocess.TimeoutExpired:
                 pass
         exit_code = process.returncode
-        runtime_end = clock.now_us()
+        runtime_end = sampler.sample_now()
         if exit_code != 0:
             status = RunStatus.FAILED
             error = f"{argv[0]} exited with code {exit_code}"

@@ -29,6 +29,7 @@ class _Attached:
     active: bool = True
     failures: int = 0
     reads: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)  # providers are not thread-safe
 
 
 @dataclass
@@ -143,16 +144,26 @@ class Sampler:
             if next_at < now:  # fell behind (slow read, suspended machine): skip, do not burst
                 next_at = now + group.interval_s
 
-    def _read_once(self, attached: _Attached) -> None:
-        try:
-            values = attached.provider.read()
-        except Exception as exc:
-            attached.failures += 1
-            if attached.failures == 1:
-                self._warn(f"provider {attached.label}: read failed: {exc}")
-            return
+    def sample_now(self) -> int:
+        """Read every active provider at once (e.g. at a phase boundary, so that counters are split there and
+        not at the next tick). Returns the boundary timestamp to use, taken before the reads."""
         t_us = self.clock.now_us()
-        attached.failures = 0
+        for attached in list(self._attached):
+            if attached.active:
+                self._read_once(attached)
+        return t_us
+
+    def _read_once(self, attached: _Attached) -> None:
+        with attached.lock:
+            try:
+                values = attached.provider.read()
+            except Exception as exc:
+                attached.failures += 1
+                if attached.failures == 1:
+                    self._warn(f"provider {attached.label}: read failed: {exc}")
+                return
+            t_us = self.clock.now_us()
+            attached.failures = 0
         attached.reads += 1
         rows = [
             (mid, t_us, float(v))

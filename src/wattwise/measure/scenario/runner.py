@@ -106,10 +106,13 @@ class _Phases:
         self.progress = progress
         self.records: list[_PhaseRecord] = []
         self.current: str | None = None
+        #: takes a reading of every provider and returns the boundary time (the sampler's sample_now), so that
+        #: counters are split exactly at phase boundaries rather than at the next sampling tick
+        self.boundary: Callable[[], int] = clock.now_us
 
     @contextlib.contextmanager
     def phase(self, name: str, parent: str | None = None, hidden: bool = False) -> Iterator[None]:
-        start = self.clock.now_us()
+        start = self.boundary()
         if parent is None:
             self.current = name
         if self.progress:
@@ -117,7 +120,7 @@ class _Phases:
         try:
             yield
         finally:
-            self.records.append(_PhaseRecord(name, start, self.clock.now_us(), parent, hidden))
+            self.records.append(_PhaseRecord(name, start, self.boundary(), parent, hidden))
 
     def sleep(self, name: str, seconds: float) -> None:
         with self.phase(name):
@@ -443,6 +446,7 @@ class ScenarioRun:
             scenario=self.scenario.text,
         )
         self.sampler = Sampler(self.store, self.run_id, clock=self.clock)
+        self.phases.boundary = self.sampler.sample_now
         for provider in providers:
             self.sampler.attach(provider, options.interval_s if provider.default_interval_s < 1 else None)
         status, error, exit_code, output = RunStatus.FINISHED, None, 0, None
