@@ -35,8 +35,8 @@ def test_runs_list_filters_and_pagination(store: Store, client: TestClient) -> N
     assert client.get("/api/runs", params={"status": "failed"}).json()["total"] == 1
     assert client.get("/api/runs", params={"name": "job-1"}).json()["total"] == 2
     assert client.get("/api/runs", params={"name": "%"}).json()["total"] == 0  # no LIKE injection
-    assert client.get("/api/runs", params={"status": "nope"}).status_code == 400
-    assert client.get("/api/runs", params={"limit": 0}).status_code == 400
+    assert client.get("/api/runs", params={"status": "nope"}).status_code == 422
+    assert client.get("/api/runs", params={"limit": 0}).status_code == 422
 
 
 def test_run_detail_phases_and_figures(store: Store, client: TestClient) -> None:
@@ -53,7 +53,7 @@ def test_run_detail_phases_and_figures(store: Store, client: TestClient) -> None
     power = next(m for m in runtime["metrics"] if m["name"] == "ipmi_power_w")
     assert (power["mean"], power["max"], power["min"]) == (100, 100, 100)
     assert client.get("/api/runs/999").status_code == 404
-    assert client.get("/api/runs/0").status_code == 400
+    assert client.get("/api/runs/0").status_code == 422
 
 
 def test_containers_sci_compare_badge(store: Store, client: TestClient) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -54,8 +56,14 @@ def cached(store: Store, run: Run, key: str, params: dict[str, Any], compute: Ca
     return payload
 
 
+_recent: OrderedDict[tuple[str, int, str], list[Series]] = OrderedDict()
+_recent_lock = threading.Lock()
+RECENT_RUNS = 2  # finished runs whose samples stay in memory (the page's requests share them)
+
+
 class LazySeries:
-    """Loads a run's series once, on first use, through the fast sample reader."""
+    """Loads a run's series once, on first use, through the fast sample reader. The series of the last
+    few finished runs are kept, so the requests of one page read the samples once."""
 
     def __init__(self, store: Store, run_id: int) -> None:
         self.store = store
@@ -63,13 +71,27 @@ class LazySeries:
         self._series: list[Series] | None = None
 
     def __call__(self) -> list[Series]:
-        if self._series is None:
-            out = []
-            for m in run_metrics(self.store, self.run_id):
-                t_us, values = read_samples(self.store, m.id)
-                out.append(Series(m.id, m.name, m.unit, m.kind, m.provider, m.detail, m.estimated, t_us, values))
-            self._series = out
-        return self._series
+        if self._series is not None:
+            return self._series
+        version = run_version(self.store.get_run(self.run_id))
+        key = (self.store.url, self.run_id, version or "")
+        if version is not None:
+            with _recent_lock:
+                if key in _recent:
+                    _recent.move_to_end(key)
+                    self._series = _recent[key]
+                    return self._series
+        out = []
+        for m in run_metrics(self.store, self.run_id):
+            t_us, values = read_samples(self.store, m.id)
+            out.append(Series(m.id, m.name, m.unit, m.kind, m.provider, m.detail, m.estimated, t_us, values))
+        self._series = out
+        if version is not None:
+            with _recent_lock:
+                _recent[key] = out
+                while len(_recent) > RECENT_RUNS:
+                    _recent.popitem(last=False)
+        return out
 
 
 __all__ = ["LazySeries", "cached", "fingerprint", "json_safe", "load_series"]

@@ -103,18 +103,27 @@ def read_samples(
     if end_us is not None:
         query = query.where(samples.c.t_us <= int(end_us))
     query = query.order_by(samples.c.t_us)
-    with store.engine.connect() as connection:
-        rows = connection.exec_driver_sql(*_compiled(connection, query)).fetchall()
+    sql, params = _compiled(store.engine.dialect, query)
+    raw = store.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()  # plain tuples: numpy converts them ~20× faster than Row objects
+        cursor.close()
+    finally:
+        raw.close()
     if not rows:
         return np.empty(0, dtype=np.int64), np.empty(0)
-    array = np.array(rows, dtype=np.float64)
-    return array[:, 0].astype(np.int64), array[:, 1]
+    t_us = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    values = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
+    return t_us, values
 
 
-def _compiled(connection: Any, query: Any) -> tuple[str, Any]:
-    compiled = query.compile(dialect=connection.dialect)
+def _compiled(dialect: Any, query: Any) -> tuple[str, Any]:
+    """SQL text and bound values of a Core query in the driver's parameter style (values stay bound)."""
+    compiled = query.compile(dialect=dialect)
     params = compiled.construct_params()
-    if connection.dialect.paramstyle in ("qmark", "numeric", "format"):
+    if dialect.paramstyle in ("qmark", "numeric", "format"):
         return str(compiled), tuple(params[name] for name in compiled.positiontup)
     return str(compiled), params
 
