@@ -32,15 +32,20 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 60.0, interval_s: float = 0.1, what: str = "") -> Any:
-    """Poll until `predicate()` is truthy (a deadline for hangs, not a timing assertion)."""
+def wait_for(
+    predicate: Callable[[], Any], timeout_s: float = 60.0, interval_s: float = 0.1,
+    what: str | Callable[[], str] = "",
+) -> Any:
+    """Poll until `predicate()` is truthy (a deadline for hangs, not a timing assertion). `what` may be a
+    function, called on failure (to show a client's log as it is then)."""
     end = time.monotonic() + timeout_s
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what or predicate}")
+            text = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout_s:g}s waiting for {text or predicate}")
         time.sleep(interval_s)
 
 

@@ -218,7 +218,7 @@ def test_sigterm_gives_the_running_job_back(
     job = sqlite_queue.submit(JobRequest(name="slow", command=["true"], variables={"sleep_s": "300"}))
     client = start_client(sqlite_url, "m1", sleep_time_s=0.2,
                           executors={"command": "cluster_test_executor:RecordingExecutor"})
-    wait_for(lambda: sqlite_queue.get_job(job.id).state == "RUNNING", what=f"job to run\n{client.text()}")
+    wait_for(lambda: sqlite_queue.get_job(job.id).state == "RUNNING", what=lambda: f"job to run\n{client.text()}")
     client.process.send_signal(signal.SIGTERM)
     assert client.process.wait(30) == 0, client.text()
     back = sqlite_queue.get_job(job.id)

@@ -72,6 +72,7 @@ class LeaseKeeper(threading.Thread):
         self.lost = False
         self.fenced = False
         self.cancel_requested = False
+        self.renewal_failures = 0
         self._halt = threading.Event()
 
     @property
@@ -81,23 +82,22 @@ class LeaseKeeper(threading.Thread):
     def run(self) -> None:
         while not self._halt.wait(self.interval_s):
             try:
-                renewal = self.queue.renew(
-                    self.job_id, self.client_id, self.lease_s, machine_id=self.machine_id
-                )
+                renewal = self.queue.renew(self.job_id, self.client_id, self.lease_s, machine_id=self.machine_id)
             except Exception as exc:
+                self.renewal_failures += 1
                 if self.lease_left_s <= self.interval_s and not self.fenced:
                     self.fenced = True
                     log.error(
                         "job %s: cannot renew the lease (%s); stopping the job before the lease expires",
                         self.job_id,
-                        exc,
+                        _first_line(exc),
                     )
                     self.cancel.set()
                 else:
                     log.warning(
-                        "job %s: lease renewal failed (%s); %.0fs of lease left",
+                        "job %s: lease renewal failed, database unavailable? (%s); %.0fs of lease left",
                         self.job_id,
-                        exc,
+                        _first_line(exc),
                         self.lease_left_s,
                     )
                 continue
@@ -139,9 +139,7 @@ class Client:
         self.queue = ClusterQueue(store)
         self.machine_id = config.machine_id
         self.executors = executors if executors is not None else default_executors(config.executors)
-        self.client_id = (
-            client_id or f"{config.machine_id}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        )
+        self.client_id = client_id or f"{config.machine_id}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stop_event = threading.Event()
         self._sleep = sleep
         self._last_status: tuple[str, str] | None = None
@@ -210,6 +208,11 @@ class Client:
             )
         self._last_status = (status, message)
 
+    def beat(self) -> None:
+        """A heartbeat that keeps the current status (no history entry)."""
+        status, message = self._last_status or (MachineStatus.IDLE, "")
+        self.queue.heartbeat(self.machine_id, self.client_id, status, message, record=False)
+
     def _gate_report(self, status: str, temperature_c: float | None, message: str) -> None:
         if status == "ok":
             return
@@ -231,9 +234,7 @@ class Client:
             client_id=self.client_id,
             hostname=socket.gethostname(),
         )
-        self.set_status(
-            MachineStatus.STARTING, f"client {self.client_id} started (pid {os.getpid()})", force=True
-        )
+        self.set_status(MachineStatus.STARTING, f"client {self.client_id} started (pid {os.getpid()})", force=True)
 
     def request_stop(self, *_: object) -> None:
         """Stop after the current step; a running job is stopped and given back to the queue."""
@@ -281,7 +282,7 @@ class Client:
 
     def iteration(self) -> bool:
         """One round; True when a job ran."""
-        self.set_status(MachineStatus.IDLE, "polling")
+        self.beat()
         self.queue.reclaim_expired(client_id=self.client_id)
         machine = self.queue.get_machine(self.machine_id)
         if self.control is not None and self.control.due(machine, self.queue.db_now()):
@@ -361,20 +362,21 @@ class Client:
             executor = self.executors.get(job.source_type)
             try:
                 if executor is None:
-                    result = ExecutionResult(
-                        False, error=f"this client has no executor for {job.source_type!r} jobs"
-                    )
+                    result = ExecutionResult(False, error=f"this client has no executor for {job.source_type!r} jobs")
                 else:
                     result = executor.execute(job, self._context(cancel, job))
             except KeyboardInterrupt:
-                self._release(job, "client interrupted (Ctrl-C)")
+                self._release(job, keeper, "client interrupted (Ctrl-C or SIGTERM during a scenario)")
                 raise
             except Exception as exc:
+                database_failed = is_database_unavailable(exc)
                 result = ExecutionResult(
                     False,
                     error=f"{type(exc).__name__}: {exc}",
                     log_tail="".join(traceback.format_exception(exc))[-4000:],
                 )
+            else:
+                database_failed = False
             self._current = None
             if keeper.lost:
                 self._safe_record(
@@ -385,12 +387,20 @@ class Client:
                 )
                 return None
             if keeper.fenced:
-                self._release(
-                    job, "lease could not be renewed; job stopped and given back", count_attempt=True
-                )
+                self._release(job, keeper, "lease could not be renewed; job stopped and given back", count_attempt=True)
                 return None
             if self.stop_event.is_set() and cancel.is_set() and not keeper.cancel_requested:
-                self._release(job, "client stopped during the job; job given back to the queue")
+                self._release(job, keeper, "client stopped during the job; job given back to the queue")
+                return None
+            database_failed = database_failed or keeper.renewal_failures > 0
+            if not result.ok and database_failed and not keeper.cancel_requested and job.attempts < job.max_attempts:
+                # the database went away during the job: not the job's fault, it runs again
+                self._release(
+                    job,
+                    keeper,
+                    f"the database was unavailable during the job ({result.error}); it runs again",
+                    count_attempt=True,
+                )
                 return None
             if keeper.cancel_requested:
                 state, error = (
@@ -418,6 +428,26 @@ class Client:
             self._current = None
             keeper.stop()
 
+    def _retrying(self, keeper: LeaseKeeper, what: str, action: Callable[[], bool]) -> bool | None:
+        """Run a database write, retrying through an outage while the lease may still be ours. None: gave up
+        (the job returns to the queue when its lease expires)."""
+        pause = 0.5
+        while True:
+            try:
+                return action()
+            except Exception as exc:
+                if not is_database_unavailable(exc) or keeper.lost or keeper.lease_left_s <= 0:
+                    log.error(
+                        "job %s: cannot %s (%s); the job is reclaimed when its lease expires",
+                        keeper.job_id,
+                        what,
+                        _first_line(exc),
+                    )
+                    return None
+                log.warning("job %s: cannot %s yet (%s); retrying", keeper.job_id, what, _first_line(exc))
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+
     def _finish(
         self,
         job: JobInfo,
@@ -428,57 +458,36 @@ class Client:
         emails: list[OutgoingEmail],
     ) -> bool:
         """Record the outcome, retrying through a database outage while the lease lasts."""
-        pause = 0.5
-        while True:
-            try:
-                ok = self.queue.finish(
-                    job.id,
-                    self.client_id,
-                    state,
-                    run_id=run_id,
-                    error=error,
-                    emails=emails,
-                    message=f"job {job.id} '{job.name}' {state}"
-                    + (f" (run {run_id})" if run_id else "")
-                    + (f": {error}" if error else ""),
-                )
-            except Exception as exc:
-                if not is_database_unavailable(exc) or keeper.lost or keeper.lease_left_s <= 0:
-                    log.error(
-                        "job %s: cannot record %s (%s); the job will be reclaimed when its lease expires",
-                        job.id,
-                        state,
-                        _first_line(exc),
-                    )
-                    return False
-                log.warning("job %s: cannot record %s yet (%s); retrying", job.id, state, _first_line(exc))
-                time.sleep(pause)
-                pause = min(pause * 2, 5.0)
-                continue
-            if not ok:
-                log.error("job %s: lease lost before the result could be recorded (run %s)", job.id, run_id)
-            else:
-                log.info("job %s %s%s", job.id, state, f" (run {run_id})" if run_id else "")
-            return ok
+        message = (
+            f"job {job.id} '{job.name}' {state}"
+            + (f" (run {run_id})" if run_id else "")
+            + (f": {error}" if error else "")
+        )
+        ok = self._retrying(
+            keeper,
+            f"record {state}",
+            lambda: self.queue.finish(
+                job.id, self.client_id, state, run_id=run_id, error=error, emails=emails, message=message
+            ),
+        )
+        if ok is False:
+            log.error("job %s: lease lost before the result could be recorded (run %s)", job.id, run_id)
+        elif ok:
+            log.info("job %s %s%s", job.id, state, f" (run {run_id})" if run_id else "")
+        return bool(ok)
 
-    def _release(self, job: JobInfo, reason: str, *, count_attempt: bool = False) -> None:
-        try:
-            if self.queue.release(job.id, self.client_id, reason, count_attempt=count_attempt):
-                log.info("job %s: %s", job.id, reason)
-        except Exception as exc:
-            log.warning(
-                "job %s: cannot give it back (%s); it returns when its lease expires",
-                job.id,
-                _first_line(exc),
-            )
+    def _release(self, job: JobInfo, keeper: LeaseKeeper, reason: str, *, count_attempt: bool = False) -> None:
+        released = self._retrying(
+            keeper,
+            "give the job back",
+            lambda: self.queue.release(job.id, self.client_id, reason, count_attempt=count_attempt),
+        )
+        if released:
+            log.info("job %s: %s", job.id, reason)
 
-    def _safe_record(
-        self, status: str, message: str, job_id: int | None = None, run_id: int | None = None
-    ) -> None:
+    def _safe_record(self, status: str, message: str, job_id: int | None = None, run_id: int | None = None) -> None:
         try:
-            self.queue.record_status(
-                self.machine_id, self.client_id, status, message, job_id=job_id, run_id=run_id
-            )
+            self.queue.record_status(self.machine_id, self.client_id, status, message, job_id=job_id, run_id=run_id)
         except Exception as exc:
             log.warning("cannot record status: %s", _first_line(exc))
         log.info("[%s] %s", status, message)
@@ -499,9 +508,7 @@ class Client:
         if result.ok:
             self._gate_failed_notified = False
             return True
-        self.set_status(
-            MachineStatus.TEMPERATURE_GATE_FAILED, result.message, temperature_c=result.temperature_c
-        )
+        self.set_status(MachineStatus.TEMPERATURE_GATE_FAILED, result.message, temperature_c=result.temperature_c)
         if self.config.notify_email and not self._gate_failed_notified:
             self.queue.queue_emails(
                 [
@@ -531,9 +538,7 @@ class Client:
             self._safe_record("control-workload-passed", result.message)
             if not machine.accepts_jobs and (machine.paused_reason or "").startswith(prefix):
                 emails = (
-                    [mail.control_workload_email(recipient, self.machine_id, True, result.message)]
-                    if recipient
-                    else []
+                    [mail.control_workload_email(recipient, self.machine_id, True, result.message)] if recipient else []
                 )
                 self.queue.set_accepts_jobs(self.machine_id, True, emails=emails)
                 log.info("machine %s takes jobs again", self.machine_id)
@@ -616,9 +621,7 @@ def run_logged(command: list[str], timeout_s: float) -> tuple[bool, str]:
     """Run a command; (ok, a one-paragraph account with the tail of its output)."""
     text = " ".join(command)
     try:
-        process = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL
-        )
+        process = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
     except FileNotFoundError:
         return False, f"{text}: command not found"
     except PermissionError:

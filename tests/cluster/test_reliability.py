@@ -1,0 +1,164 @@
+"""Reliability with real PostgreSQL and real client processes: exactly-once with 4 clients and 200 jobs,
+recovery after `kill -9` of a client mid-job, and clients carrying on through a PostgreSQL restart (on a
+private instance: the shared server is never restarted)."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from wattwise.cluster.queue import ClusterQueue, JobRequest
+from wattwise.store import Store
+
+from .cluster_test_executor import EXECUTIONS, metadata
+from .conftest import ClientProcess, PrivatePostgres, wait_for
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+RECORDING = {"command": "cluster_test_executor:RecordingExecutor"}
+
+
+def executions(queue: ClusterQueue) -> list[dict[str, Any]]:
+    with queue.transaction(write=False) as connection:
+        return [dict(r) for r in connection.execute(select(EXECUTIONS).order_by(EXECUTIONS.c.id)).mappings()]
+
+
+def assert_one_job_at_a_time_per_machine(rows: list[dict[str, Any]]) -> None:
+    by_machine: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for row in rows:
+        by_machine[row["machine_id"]].append((row["started"], row["ended"]))
+    for machine, spans in by_machine.items():
+        spans.sort()
+        for (_, end), (start, _) in itertools.pairwise(spans):
+            assert end <= start, f"{machine} ran two jobs at once"
+
+
+def stop_all(clients: list[ClientProcess]) -> None:
+    for client in clients:
+        assert client.alive(), client.text()[-3000:]
+    for client in clients:
+        assert client.stop() == 0, client.text()[-3000:]
+
+
+def test_four_clients_run_200_jobs_exactly_once(pg_url: str, start_client: Callable[..., ClientProcess]) -> None:
+    queue = ClusterQueue(Store(pg_url))
+    metadata.create_all(queue.engine)
+    machines = [f"m{i}" for i in range(4)]
+    for machine in machines:
+        queue.register_machine(machine)
+    # every fifth job is for one machine, the others for any machine: clients compete for them
+    requests = [
+        JobRequest(name=f"job-{i}", command=["true"], machine_id=machines[i % 4] if i % 5 == 0 else None,
+                   variables={"sleep_s": "0.005"})
+        for i in range(200)
+    ]
+    jobs = queue.submit_many(requests)
+    clients = [
+        start_client(pg_url, machine, sleep_time_s=0.2, lease_s=20, heartbeat_interval_s=2, executors=RECORDING)
+        for machine in machines
+    ]
+    wait_for(lambda: queue.state_counts()["FINISHED"] + queue.state_counts()["FAILED"] == 200, timeout_s=150,
+             interval_s=0.5, what="200 jobs to end")
+    stop_all(clients)
+    assert queue.state_counts() == {"WAITING": 0, "RUNNING": 0, "FINISHED": 200, "FAILED": 0, "CANCELLED": 0}
+    rows = executions(queue)
+    assert len(rows) == 200 and {r["job_id"] for r in rows} == {j.id for j in jobs}  # UNIQUE(job_id): once each
+    final = {j.id: j for j in queue.list_jobs(limit=1000)}
+    for row in rows:
+        job = final[row["job_id"]]
+        assert job.attempts == 1 and row["attempt"] == 1
+        assert row["machine_id"] == job.running_machine_id
+        assert job.machine_id in (None, row["machine_id"])  # a job runs only on its machine
+    assert len({r["machine_id"] for r in rows}) >= 2
+    assert_one_job_at_a_time_per_machine(rows)
+
+
+def test_kill_9_during_a_job_is_recovered_by_another_client(
+    pg_url: str, start_client: Callable[..., ClientProcess]
+) -> None:
+    queue = ClusterQueue(Store(pg_url))
+    queue.register_machine("a")
+    queue.register_machine("b")
+    job = queue.submit(JobRequest(name="sleeper", command=["sleep", "2"]))
+    settings = {"sleep_time_s": 0.2, "lease_s": 3, "heartbeat_interval_s": 1,
+                "measure": {"baseline_s": 0, "interval_s": 0.1}}
+    a = start_client(pg_url, "a", **settings)
+    running = wait_for(lambda: (j := queue.get_job(job.id)).state == "RUNNING" and j, what=lambda: f"a to run\n{a.text()}")
+    assert running.running_machine_id == "a"
+    b = start_client(pg_url, "b", **settings)
+    a.process.send_signal(signal.SIGKILL)
+    a.process.wait(10)
+    last_lease = queue.get_job(job.id).lease_expires_at  # nobody renews it any more
+    done = wait_for(lambda: (j := queue.get_job(job.id)).state in ("FINISHED", "FAILED") and j, timeout_s=90,
+                    what=lambda: f"recovery\n{b.text()}")
+    assert done.state == "FINISHED", done.error
+    assert (done.attempts, done.running_machine_id) == (2, "b")
+    run = queue.store.get_run(done.run_id)
+    assert run.status == "finished" and run.command == ["sleep", "2"]
+    assert run.started_at > last_lease  # b started only after a's lease had expired: never twice at once
+    expired = [e for e in queue.status_history(limit=200) if e.status == "lease-expired"]
+    assert len(expired) == 1 and running.lease_owner in expired[0].message
+    assert "job is now WAITING (attempt 1 of 3)" in expired[0].message
+    stop_all([b])
+
+
+def test_clients_carry_on_through_a_postgres_restart(
+    private_pg: PrivatePostgres, start_client: Callable[..., ClientProcess]
+) -> None:
+    queue = ClusterQueue(Store(private_pg.url))
+    metadata.create_all(queue.engine)
+    for machine in ("r1", "r2"):
+        queue.register_machine(machine)
+    batch = [JobRequest(name=f"before-{i}", command=["true"], variables={"sleep_s": "0.05"}) for i in range(20)]
+    queue.submit_many(batch)
+    clients = [
+        start_client(private_pg.url, machine, sleep_time_s=0.2, lease_s=20, heartbeat_interval_s=2,
+                     executors=RECORDING)
+        for machine in ("r1", "r2")
+    ]
+    wait_for(lambda: queue.state_counts()["FINISHED"] >= 5, what="the first jobs")
+    private_pg.stop("fast")
+    for client in clients:
+        wait_for(lambda c=client: "database unavailable" in c.text(), timeout_s=30,
+                 what=lambda c=client: f"{c.machine_id} to notice\n{c.text()[-3000:]}")
+        assert client.alive(), client.text()[-3000:]
+    private_pg.start()
+    queue.submit_many([JobRequest(name=f"after-{i}", command=["true"], variables={"sleep_s": "0.05"})
+                       for i in range(20)])
+    wait_for(lambda: queue.state_counts()["FINISHED"] + queue.state_counts()["FAILED"] == 40, timeout_s=120,
+             interval_s=0.5, what="all 40 jobs")
+    stop_all(clients)
+    assert queue.state_counts()["FINISHED"] == 40
+    rows = executions(queue)
+    assert len(rows) == 40 and len({r["job_id"] for r in rows}) == 40
+    assert_one_job_at_a_time_per_machine(rows)
+    after = [j for j in queue.list_jobs(limit=100) if j.name.startswith("after-")]
+    assert {j.running_machine_id for j in after} <= {"r1", "r2"} and len(after) == 20
+
+
+def test_client_cut_off_from_the_database_stops_its_job_before_the_lease_expires(
+    private_pg: PrivatePostgres, start_client: Callable[..., ClientProcess]
+) -> None:
+    queue = ClusterQueue(Store(private_pg.url))
+    queue.register_machine("f1")
+    job = queue.submit(JobRequest(name="long", command=["sleep", "300"], max_attempts=3))
+    client = start_client(private_pg.url, "f1", sleep_time_s=0.2, lease_s=3, heartbeat_interval_s=1,
+                          measure={"baseline_s": 0, "interval_s": 0.1})
+    wait_for(lambda: queue.get_job(job.id).state == "RUNNING", what=lambda: f"the job to run\n{client.text()}")
+    private_pg.stop("fast")
+    wait_for(lambda: "stopping the job before the lease expires" in client.text(), timeout_s=30,
+             what=lambda: f"self-fencing\n{client.text()}")
+    private_pg.start()
+    # the lease expired while the database was away: the job is reclaimed and runs again (attempt 2)
+    wait_for(lambda: (j := queue.get_job(job.id)).state == "RUNNING" and j.attempts == 2, timeout_s=60,
+             what=lambda: f"the second attempt\n{client.text()}")
+    assert client.alive()
+    assert queue.cancel(job.id).startswith("RUNNING")
+    wait_for(lambda: queue.get_job(job.id).state == "CANCELLED", timeout_s=30, what="the cancel")
+    stop_all([client])
