@@ -175,7 +175,7 @@ def test_trusted_proxies_and_members_from_units(db_url: str) -> None:
 def test_access_file_errors(tmp_path) -> None:
     bad = tmp_path / "access.yml"
     bad.write_text("admins: [ops]\ntokens:\n  alice: not-a-hash\n")
-    with pytest.raises(ConfigError, match="tokens.alice must be the SHA-256"):
+    with pytest.raises(ConfigError, match=r"tokens\.alice must be the SHA-256"):
         AccessConfig.load(bad)
     bad.write_text("admin: [ops]\n")
     with pytest.raises(ConfigError, match="unknown key"):

@@ -95,7 +95,7 @@ def test_project_map_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="users must map"):
         ProjectMap.load(path)
     path.write_text("users: {alice: [a, b]}\n")
-    with pytest.raises(ConfigError, match="users.alice must be a project name"):
+    with pytest.raises(ConfigError, match=r"users\.alice must be a project name"):
         ProjectMap.load(path)
     with pytest.raises(ConfigError, match="cannot read project mapping"):
         ProjectMap.load(tmp_path / "missing.yml")
