@@ -186,3 +186,19 @@ def test_tokens_cli(run_cli, tmp_path) -> None:
     assert again.returncode == 2 and "exists already" in again.stderr
     run_cli("tokens", "revoke", "ci", "--db", db, check=True)
     assert run_cli("tokens", "create", "x", "--scope", "admin", "--db", db).returncode == 2
+
+
+def test_warmer_fills_the_caches_of_finished_runs(sqlite_url: str) -> None:
+    from wattwise.web.warm import Warmer
+
+    store = Store(sqlite_url)
+    done = simple_run(store, 100.0)
+    running = store.create_run("live")
+    warmer = Warmer(store)
+    assert warmer.step() == 1 and warmer.step() == 0
+    with store.session() as session:
+        keys = {(r.run_id, r.key) for r in session.query(ResultCache)}
+        assert {(done, "summary"), (done, "stats")} <= keys and all(k[0] != running for k in keys)
+        assert session.query(SeriesCache).count() == 1
+    with TestClient(create_app(store=store, warm_caches=True)) as client:  # starts and stops the thread
+        assert client.get("/api/health").json() == {"status": "ok"}

@@ -31,17 +31,33 @@ def create_app(
     store: Store | None = None,
     read_only: bool = False,
     read_requires_token: bool = False,
+    warm_caches: bool = False,
 ) -> FastAPI:
     """Build the app on `store`, or on a Store opened at `database_url` (default: wattwise's database).
 
     read_only: refuse every write, whatever the token. read_requires_token: reading needs a token too
     (by default anyone who reaches the server may read; writing always needs a "write" token).
+    warm_caches: compute the page data of newly finished runs in a background thread (`wattwise serve`).
     """
     if store is None:
         from wattwise.config import resolve_database_url
 
         store = Store(resolve_database_url(database_url))
+    lifespan = None
+    if warm_caches:
+        from contextlib import asynccontextmanager
+
+        from wattwise.web.warm import Warmer
+
+        @asynccontextmanager
+        async def lifespan(_app: FastAPI):
+            warmer = Warmer(store)
+            warmer.start()
+            yield
+            warmer.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="wattwise",
         version=__version__,
         description="Energy and carbon of measured runs: runs, phases, measurements, comparisons.",

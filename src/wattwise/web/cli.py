@@ -34,7 +34,9 @@ def serve(
 
     from wattwise.web.app import create_app
 
-    app = create_app(store=open_store(db), read_only=read_only, read_requires_token=read_requires_token)
+    app = create_app(
+        store=open_store(db), read_only=read_only, read_requires_token=read_requires_token, warm_caches=True
+    )
     console.print(f"wattwise dashboard on http://{host}:{port}/  (API docs: /docs)")
     uvicorn.run(app, host=host, port=port, log_level="info")
 
