@@ -206,7 +206,13 @@ def run_sci(
         embodied = embodied_g(duration_s, params.te_g, params.el_years, params.rs)
     else:
         warnings.append("no TE (total embodied carbon) given: embodied carbon is left out")
-    r, r_source = params.r, "given"
+    raw_sci = settings.get("sci") or {}
+    r_source = "given"
+    if overrides.get("r") is None and isinstance(raw_sci, dict) and raw_sci.get("R_source"):
+        r_source = f"scenario: {raw_sci['R_source']}"
+    elif overrides.get("r") is None and isinstance(raw_sci, dict) and raw_sci.get("R") is not None:
+        r_source = "scenario"
+    r = params.r
     if r is None:
         r = _amount(series, params.r_metric, windows)
         r_source = f"metric {params.r_metric}"
