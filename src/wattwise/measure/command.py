@@ -8,16 +8,16 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 from wattwise.carbon.static import resolve_grid_factor, resolve_pue
 from wattwise.errors import WattwiseError
 from wattwise.measure.clock import Clock
 from wattwise.measure.notes import parse_note_line
+from wattwise.measure.output import StreamCapture
 from wattwise.measure.sampler import Sampler
 from wattwise.providers import default_machine_providers
 from wattwise.providers.base import ProviderError
@@ -26,7 +26,6 @@ from wattwise.providers.estimate import EstimatedPowerProvider, default_power_cu
 from wattwise.store import RunStatus, Store
 
 UNIT_LABEL = "command"
-MAX_LOG_CHARS = 2_000_000  # per stream; the rest is counted, not stored
 
 
 @dataclass
@@ -71,45 +70,6 @@ def resolve_command(argv: list[str]) -> str:
     return found
 
 
-class _StreamReader(threading.Thread):
-    def __init__(
-        self, stream: IO[bytes], name: str, clock: Clock, echo: IO[str] | None, parse_notes: bool
-    ) -> None:
-        super().__init__(daemon=True, name=f"wattwise-{name}")
-        self.stream = stream
-        self.stream_name = name
-        self.clock = clock
-        self.echo = echo
-        self.parse_notes = parse_notes
-        self.chunks: list[str] = []
-        self.size = 0
-        self.dropped = 0
-        self.notes: list[tuple[int, str, str]] = []
-
-    def run(self) -> None:
-        for raw in iter(self.stream.readline, b""):
-            line = raw.decode(errors="replace")
-            if self.echo is not None:
-                self.echo.write(line)
-                self.echo.flush()
-            if self.size < MAX_LOG_CHARS:
-                self.chunks.append(line)
-                self.size += len(line)
-            else:
-                self.dropped += len(line)
-            if self.parse_notes:
-                note = parse_note_line(line)
-                if note is not None:
-                    self.notes.append((note[0], "command", note[1]))
-
-    @property
-    def text(self) -> str:
-        text = "".join(self.chunks)
-        if self.dropped:
-            text += f"\n[wattwise: {self.dropped} more characters not stored]\n"
-        return text
-
-
 def _sleep_with_progress(phase: str, seconds: float, progress: ProgressCallback | None) -> None:
     end = time.monotonic() + seconds
     while True:
@@ -152,9 +112,7 @@ def measure_command(
         "pue": pue,
         "unit_label": UNIT_LABEL,
         "read_notes_stdout": options.read_notes_stdout,
-        "power_curve": next(
-            (p.curve.source for p in providers if isinstance(p, EstimatedPowerProvider)), None
-        ),
+        "power_curve": next((p.curve.source for p in providers if isinstance(p, EstimatedPowerProvider)), None),
     }
     estimated = not any(p.name in ("rapl", "ipmi") for p in providers)
     run_id = store.create_run(
@@ -175,7 +133,8 @@ def measure_command(
     exit_code: int | None = None
     cgroup: CreatedCgroup | None = None
     process: subprocess.Popen[bytes] | None = None
-    readers: list[_StreamReader] = []
+    readers: list[StreamCapture] = []
+    notes: list[tuple[int, str, str]] = []
     interrupted = False
     runtime_start = runtime_end = None
     sampler.start()
@@ -189,9 +148,7 @@ def measure_command(
         try:
             cgroup = create_unit_cgroup(UNIT_LABEL, f"run-{run_id}-{os.getpid()}")
         except ProviderError as exc:
-            sampler.warnings.append(
-                f"no cgroup for the command, its own CPU and memory are not attributed: {exc}"
-            )
+            sampler.warnings.append(f"no cgroup for the command, its own CPU and memory are not attributed: {exc}")
         procs_files = [str(p) for p in cgroup.procs_files] if cgroup else []
 
         def _enter_cgroup() -> None:  # runs in the child between fork and exec
@@ -215,18 +172,18 @@ def measure_command(
             raise WattwiseError(f"could not start {argv[0]}: {exc.strerror}") from exc
         if cgroup is not None:
             sampler.attach(CgroupProvider(cgroup.unit), options.interval_s, label=UNIT_LABEL)
-        for stream, stream_name, echo in (
-            (process.stdout, "stdout", sys.stdout),
-            (process.stderr, "stderr", sys.stderr),
+
+        def read_note(line: str) -> None:
+            note = parse_note_line(line)
+            if note is not None:
+                notes.append((note[0], "command", note[1]))
+
+        for stream, echo, on_line in (
+            (process.stdout, sys.stdout, read_note if options.read_notes_stdout else None),
+            (process.stderr, sys.stderr, None),
         ):
             assert stream is not None
-            reader = _StreamReader(
-                stream,
-                stream_name,
-                clock,
-                echo if options.echo_output else None,
-                options.read_notes_stdout and stream_name == "stdout",
-            )
+            reader = StreamCapture(stream, on_line, echo=echo if options.echo_output else None)
             reader.start()
             readers.append(reader)
         started = time.monotonic()
@@ -265,10 +222,10 @@ def measure_command(
         warnings = sampler.stop()
         if runtime_start is not None and runtime_end is not None:
             store.add_phase(run_id, "[RUNTIME]", runtime_start, runtime_end)
-        for reader in readers:
+        for reader, stream_name in zip(readers, ("stdout", "stderr"), strict=False):
             if reader.text:
-                store.add_log(run_id, "command", reader.stream_name, reader.text)
-            store.add_notes(run_id, reader.notes)
+                store.add_log(run_id, "command", stream_name, reader.text)
+        store.add_notes(run_id, notes)
         if cgroup is not None:
             cgroup.remove()
         store.finish_run(run_id, status, error=error, exit_code=exit_code, warnings=warnings)

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO
 
 from wattwise.measure.notes import parse_note_line
+from wattwise.measure.output import StreamCapture
 from wattwise.measure.scenario.model import CustomMetric
 
-MAX_LOG_CHARS = 2_000_000  # per stream and command; the rest is counted, not stored
 SCI_R_RE = re.compile(r"^\s*GMT_SCI_R=(\d+(?:\.\d+)?)\s*$")
 _DIGITS_SCALE = {10: 1_000_000, 13: 1_000, 16: 1}
 
@@ -96,46 +94,6 @@ class Collected:
     def read_text(self, text: str, options: LineOptions) -> None:
         for line in text.splitlines():
             self.read_line(line, options)
-
-
-class StreamCapture(threading.Thread):
-    """Reads one pipe to its end: keeps the text (up to MAX_LOG_CHARS) and hands every line on."""
-
-    def __init__(
-        self,
-        stream: IO[bytes],
-        on_line: Callable[[str], None] | None = None,
-        echo_prefix: str | None = None,
-    ) -> None:
-        super().__init__(daemon=True, name="wattwise-output")
-        self.stream = stream
-        self.on_line = on_line
-        self.echo_prefix = echo_prefix
-        self.chunks: list[str] = []
-        self.size = 0
-        self.dropped = 0
-
-    def run(self) -> None:
-        for raw in iter(self.stream.readline, b""):
-            line = raw.decode(errors="replace")
-            if self.echo_prefix is not None:
-                sys.stderr.write(f"{self.echo_prefix}{line}")
-                sys.stderr.flush()
-            if self.size < MAX_LOG_CHARS:
-                self.chunks.append(line)
-                self.size += len(line)
-            else:
-                self.dropped += len(line)
-            if self.on_line is not None:
-                self.on_line(line)
-        self.stream.close()
-
-    @property
-    def text(self) -> str:
-        text = "".join(self.chunks)
-        if self.dropped:
-            text += f"\n[wattwise: {self.dropped} more characters not stored]\n"
-        return text
 
 
 @dataclass
