@@ -94,3 +94,19 @@ def test_provider_that_cannot_open_is_skipped_with_a_warning(sqlite_url: str) ->
     sampler = Sampler(store, store.create_run("s"))
     assert not sampler.attach(Broken())
     assert sampler.warnings == ["provider broken: could not start: no such device"]
+
+
+def test_sample_now_reads_every_provider_at_a_boundary(sqlite_url: str) -> None:
+    store = Store(sqlite_url)
+    run_id = store.create_run("s")
+    sampler = Sampler(store, run_id, flush_interval_s=0.1)
+    ticker = Ticker()
+    sampler.attach(ticker, 10.0, label="slow")  # would not tick again during the test
+    sampler.start()
+    boundary_us = sampler.sample_now()
+    sampler.stop()
+    (metric_id,) = [m.id for m in store.metrics(run_id)]
+    t_us, values = store.samples(metric_id)
+    assert list(values) == [1.0, 2.0, 3.0]  # attach, sample_now, stop
+    assert t_us[0] <= boundary_us <= t_us[1]
+    assert t_us[1] - boundary_us < 50_000
