@@ -192,3 +192,81 @@ def test_real_processes_get_the_share_the_kernel_counted(tree: Tree) -> None:
     assert power["slurm/101"] > power["slurm/202"] > power["slurm/303"] > 0
     energy = unit_values(second, "wattwise_unit_energy_joules_total")
     assert energy["slurm/101"] > energy["slurm/202"] > 0
+
+
+def _slurm_env() -> dict[str, str] | None:
+    import shutil
+
+    if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
+        return None
+    env = dict(os.environ)
+    default = Path(os.environ.get("WATTWISE_TEST_SLURM_DIR", "/var/lib/wattwise-test/slurm")) / "slurm.conf"
+    if "SLURM_CONF" not in env and default.exists():
+        env["SLURM_CONF"] = str(default)
+    try:
+        done = subprocess.run(["scontrol", "ping"], env=env, capture_output=True, text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        return None
+    return env if done.returncode == 0 and "UP" in done.stdout else None
+
+
+@pytest.mark.slurm
+def test_real_slurm_job_in_the_v2_layout(tree: Tree, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job of the running Slurm (scripts/services.d/slurm.sh), its processes moved into the layout of
+    Slurm's cgroup/v2 plugin; user and account come from the real scontrol."""
+    env = _slurm_env()
+    if env is None:
+        pytest.skip("no running Slurm (scripts/services.d/slurm.sh) with sbatch and scontrol")
+    for key in ("SLURM_CONF",):
+        if key in env:
+            monkeypatch.setenv(key, env[key])
+    job = subprocess.run(["sbatch", "--parsable", "-A", "physics", "-o", "/dev/null", "--wrap",
+                          "timeout 60 sh -c 'while :; do :; done'"], env=env, capture_output=True, text=True,
+                         timeout=30, check=True).stdout.strip().split(";")[0]
+    try:
+        pids: list[str] = []
+        for _ in range(100):  # wait for the burning shell, so that every process of the job is listed
+            listed = subprocess.run(["scontrol", "listpids", job], env=env, capture_output=True, text=True,
+                                    timeout=10).stdout.split("\n")[1:]
+            pids = [line.split()[0] for line in listed if line.strip()]
+            comms = set()
+            for pid in pids:
+                try:
+                    comms.add(Path(f"/proc/{pid}/comm").read_text().strip())
+                except OSError:
+                    pass
+            if "sh" in comms:
+                break
+            time.sleep(0.1)
+        assert pids, f"job {job} did not start"
+        assert tree.mounts.v2 is not None
+        task = tree.mkdir(tree.mounts.v2.mount_point, f"system.slice/slurmstepd.scope/job_{job}/step_batch/user/task_0")
+        for pid in pids:
+            try:
+                (task / "cgroup.procs").write_text(pid)
+            except OSError:
+                pass  # a process that already exited
+        config = ExporterConfig(mountinfo=tree.mountinfo, hostname="real", managers=frozenset({"slurm"}),
+                                min_interval_s=0.5)
+        from wattwise.monitor.metadata import OwnerResolver
+
+        exporter = MonitorExporter(config, CachedIntensity(StaticSource.for_country("DE")),
+                                   node=NodeReader(Path("/proc"), None), owners=OwnerResolver(scontrol=["scontrol"]),
+                                   power_curve=PowerCurve.from_tdp(100.0, "test"))
+        exporter.open()
+        time.sleep(1.0)
+        text = exporter.scrape()
+        labels = unit_labels(text)
+        assert f"slurm/{job}" in labels, (pids, (task / "cgroup.procs").read_text())
+        assert labels[f"slurm/{job}"]["project"] == "physics"  # Account= from scontrol
+        assert labels[f"slurm/{job}"]["user"] == "root"
+        assert unit_values(text, "wattwise_unit_cpu_seconds_total")[f"slurm/{job}"] > 0.3
+        assert unit_values(text, "wattwise_unit_power_watts")[f"slurm/{job}"] > 0
+    finally:
+        subprocess.run(["scancel", job], env=env, capture_output=True, timeout=30)
+        for _ in range(100):
+            state = subprocess.run(["scontrol", "show", "job", "-o", job], env=env, capture_output=True,
+                                   text=True, timeout=10).stdout
+            if "JobState=RUNNING" not in state and "JobState=COMPLETING" not in state:
+                break
+            time.sleep(0.1)

@@ -283,3 +283,54 @@ def test_monitor_api_once_pulls_nothing_from_an_empty_prometheus(run_cli, tmp_pa
     done = run_cli("monitor-api", "--once", "--prometheus", "http://127.0.0.1:9", "--db", str(tmp_path / "m.db"))
     assert done.returncode == 2 and "cannot reach Prometheus" in done.stderr
     assert os.path.exists(tmp_path / "m.db")
+
+
+def _serve(argv: list[str], url: str, tmp_path: Path):
+    import time
+
+    import httpx
+    from tests.conftest import wattwise_bin
+
+    env = {**os.environ, "WATTWISE_DATA_DIR": str(tmp_path / "data")}
+    process = subprocess.Popen([*wattwise_bin(), *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(process.stderr.read().decode())  # type: ignore[union-attr]
+        try:
+            httpx.get(url, timeout=1)
+            return process
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    raise AssertionError(f"{argv[0]} did not start")
+
+
+def test_monitor_api_and_proxy_commands_serve(tmp_path: Path) -> None:
+    import httpx
+    from tests.monitor.conftest import free_port
+
+    access = tmp_path / "access.yml"
+    access.write_text("admins: [ops]\nprojects:\n  astro: [alice]\n")
+    db = str(tmp_path / "monitor.db")
+    api_port, proxy_port = free_port(), free_port()
+    api = _serve(["monitor-api", "--listen", f"127.0.0.1:{api_port}", "--prometheus", "http://127.0.0.1:9",
+                  "--interval", "0", "--access", str(access), "--db", db], f"http://127.0.0.1:{api_port}/healthz",
+                 tmp_path)
+    proxy = _serve(["monitor-proxy", "--listen", f"127.0.0.1:{proxy_port}", "--prometheus", "http://127.0.0.1:9",
+                    "--access", str(access), "--db", db], f"http://127.0.0.1:{proxy_port}/api/v1/query", tmp_path)
+    try:
+        base = f"http://127.0.0.1:{api_port}"
+        assert httpx.get(f"{base}/api/v1/me").status_code == 401
+        me = httpx.get(f"{base}/api/v1/me", headers={"X-Grafana-User": "alice"}).json()
+        assert me == {"user": "alice", "admin": False, "projects": ["astro"], "via": "header"}
+        assert httpx.get(f"{base}/api/v1/units", headers={"X-Grafana-User": "alice"}).json() == {
+            "total": 0, "units": []}
+        guard = f"http://127.0.0.1:{proxy_port}/api/v1/query"
+        assert httpx.get(guard, params={"query": "up"}, headers={"X-Grafana-User": "alice"}).status_code == 403
+        down = httpx.get(guard, params={"query": "up"}, headers={"X-Grafana-User": "ops"})
+        assert down.status_code == 502 and down.json()["errorType"] == "unavailable"
+    finally:
+        for process in (api, proxy):
+            process.terminate()
+            process.wait(timeout=20)
