@@ -4,6 +4,7 @@ Routes of the cluster area (/api/cluster) are fuzzed by that area's own tests.""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -27,6 +28,12 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", app).include(path_regex
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(
+    # WATTWISE_FUZZ_EXAMPLES=300 for a longer, random search; the suite's run is derandomized (reproducible)
+    max_examples=int(os.environ.get("WATTWISE_FUZZ_EXAMPLES", "25")),
+    derandomize="WATTWISE_FUZZ_EXAMPLES" not in os.environ,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
 def test_api_has_no_server_errors(case) -> None:
     case.call_and_validate(headers={"Authorization": f"Bearer {TOKEN}"})

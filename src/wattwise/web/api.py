@@ -155,6 +155,8 @@ class ContainersOut(BaseModel):
 
 # --- helpers --------------------------------------------------------------------------------------
 def _run(store: Store, run_id: int) -> Run:
+    if not 1 <= run_id <= MAX_ID:  # ids from lists (compare) are not bounded by their schema
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run with id {run_id}")
     try:
         return store.get_run(run_id)
     except WattwiseError:
