@@ -4,7 +4,9 @@ Routes of the cluster area (/api/cluster) are fuzzed by that area's own tests.""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from wattwise.web.app import create_app
 from wattwise.web.deps import create_token
 
 _DIR = Path(tempfile.mkdtemp(prefix="wattwise-fuzz-"))
+atexit.register(shutil.rmtree, _DIR, ignore_errors=True)
 _store = Store(f"sqlite:///{_DIR / 'fuzz.db'}")
 for _ in range(2):
     scenario_run(_store, sci={"TE": 1000, "R_d": "request"})
