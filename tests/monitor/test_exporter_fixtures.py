@@ -18,6 +18,7 @@ from tests.monitor.conftest import (
 
 from wattwise.carbon.static import country_factor
 from wattwise.monitor.discovery import discover_units, read_usage, rebase_mounts
+from wattwise.providers.base import Kind, MetricSpec
 from wattwise.providers.cgroup import CgroupMounts, UnitCgroup
 
 UPDATE = os.environ.get("WATTWISE_UPDATE_GOLDEN") == "1"
@@ -175,3 +176,39 @@ def test_fast_reader_agrees_with_unit_cgroup(name: str, tmp_path: Path) -> None:
         for field in ("cpu_time_s", "cpu_user_s", "cpu_system_s", "memory_b", "memory_limit_b", "memory_rss_b",
                       "memory_cache_b", "memory_fail_count", "oom_kill_count", "cpu_count"):
             assert getattr(ours, field) == pytest.approx(getattr(theirs, field)), (unit.key, field)
+
+
+class GpuStandIn:
+    """Two GPUs as the NVML provider presents them: one with an energy counter, one with power only."""
+
+    def __init__(self) -> None:
+        self.energy_j = 1000.0
+
+    def specs(self) -> list[MetricSpec]:
+        return [MetricSpec("gpu_energy_j", "J", Kind.COUNTER, "gpu0:5f7c2e3a"),
+                MetricSpec("gpu_power_w", "W", Kind.GAUGE, "gpu1:0a1b2c3d")]
+
+    def read(self) -> list[float | None]:
+        self.energy_j += 400.0  # 40 W over the 10 s between the readings
+        return [self.energy_j, 22.0]
+
+
+def test_gpu_power_is_reported_and_kept_out_of_the_split(fixture_run) -> None:
+    run = fixture_run("slurm-v2", ipmi=True, pue=1.0)
+    run.exporter.node.gpu = GpuStandIn()
+    run.exporter._point = None  # start the first interval with the GPUs present
+    run.exporter.scrape()
+    run.advance(10.0)
+    text = run.scrape()
+    check_metrics(text)
+    samples = parse_samples(text)
+    gpu_power = {dict(labels)["gpu"]: v for (name, labels), v in samples.items() if name == "wattwise_gpu_power_watts"}
+    assert gpu_power == {"gpu0:5f7c2e3a": pytest.approx(40.0), "gpu1:0a1b2c3d": 22.0}
+    gpu_energy = {dict(labels)["gpu"]: v for (name, labels), v in samples.items()
+                  if name == "wattwise_gpu_energy_joules_total"}
+    assert gpu_energy == {"gpu0:5f7c2e3a": 1800.0}
+    split = {dict(labels)["part"]: v for (name, labels), v in samples.items()
+             if name == "wattwise_node_power_split_watts"}
+    assert split["unattributed"] == pytest.approx(62.0)
+    assert split["cpu"] == pytest.approx(0.7 * (312 - 62))
+    assert sum(unit_values(text, "wattwise_unit_power_watts").values()) <= 312 - 62 + 1e-9
