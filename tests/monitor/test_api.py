@@ -114,6 +114,10 @@ def test_user_sees_own_and_project_units_only(api) -> None:
     assert {u["unit"] for u in client.get("/api/v1/units", headers=as_user("bob")).json()["units"]} == {
         "100", "200", "201"}
     assert client.get("/api/v1/units", headers=as_user("mallory")).json()["units"] == []
+    recent = client.get("/api/v1/units", headers=as_user("alice"), params={"since": "2024-05-15T00:00:00Z"})
+    assert {u["unit"] for u in recent.json()["units"]} == {"100", "200"}
+    page = client.get("/api/v1/units", headers=as_user("alice"), params={"limit": 1, "offset": 1}).json()
+    assert page["total"] == 3 and len(page["units"]) == 1
 
 
 def test_usage_is_per_user(api) -> None:

@@ -151,7 +151,9 @@ def _open_gpu():
 
 
 def monitor_api(
-    listen: Annotated[str, typer.Option(help="Address of the REST API: [HOST]:PORT.")] = ":9011",
+    listen: Annotated[str, typer.Option(
+        help="Address of the REST API: [HOST]:PORT (loopback by default: put it behind Grafana or a front "
+             "proxy that sets the trusted header).")] = "127.0.0.1:9011",
     prometheus: Annotated[str, typer.Option(help="Prometheus base URL to pull unit aggregates from.")] = (
         "http://127.0.0.1:9090"),
     access: Annotated[Path | None, typer.Option(help="Access file (YAML): admins, tokens, projects, header.")] = None,
@@ -185,7 +187,8 @@ def monitor_api(
 
 
 def monitor_proxy(
-    listen: Annotated[str, typer.Option(help="Address of the guarded Prometheus API: [HOST]:PORT.")] = ":9012",
+    listen: Annotated[str, typer.Option(
+        help="Address of the guarded Prometheus API: [HOST]:PORT (loopback by default).")] = "127.0.0.1:9012",
     prometheus: Annotated[str, typer.Option(help="Prometheus base URL behind the guard.")] = (
         "http://127.0.0.1:9090"),
     access: Annotated[Path | None, typer.Option(help="Access file (YAML): admins, tokens, projects, header.")] = None,

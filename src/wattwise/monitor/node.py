@@ -18,7 +18,7 @@ from pathlib import Path
 from wattwise.providers.base import CounterAccumulator, ProviderError
 from wattwise.providers.ipmi import IpmiDcmiProvider
 from wattwise.providers.procstat import CpuTimes, read_cpu_times
-from wattwise.providers.rapl import MACHINE_TOTAL_DOMAINS, UJ_PER_J, read_rapl_zones
+from wattwise.providers.rapl import UJ_PER_J, read_rapl_zones
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,3 @@ def _gpu_readings(provider: object) -> tuple[GpuReading, ...]:
         GpuReading(gpu, power_w=v.get("gpu_power_w"), energy_j=v.get("gpu_energy_j"))
         for gpu, v in sorted(by_gpu.items())
     )
-
-
-def machine_rapl_domains() -> frozenset[str]:
-    return MACHINE_TOTAL_DOMAINS
