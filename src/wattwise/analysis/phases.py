@@ -14,10 +14,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
 
 from wattwise.analysis import series as ts
 from wattwise.carbon.static import carbon_g
 from wattwise.store import Store
+from wattwise.store.models import samples
 
 
 @dataclass
@@ -78,10 +80,45 @@ def gauge_integral(series: Series, start_us: float, end_us: float) -> float | No
     return series.integral(start_us, end_us)
 
 
+def read_samples(
+    store: Store, metric_id: int, start_us: float | None = None, end_us: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Samples of one metric as arrays, through the DB-API cursor (much faster than ORM rows)."""
+    query = select(samples.c.t_us, samples.c.value).where(samples.c.metric_id == metric_id)
+    if start_us is not None:
+        query = query.where(samples.c.t_us >= int(start_us))
+    if end_us is not None:
+        query = query.where(samples.c.t_us <= int(end_us))
+    query = query.order_by(samples.c.t_us)
+    sql, params = _compiled(store.engine.dialect, query)
+    raw = store.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()  # plain tuples: numpy converts them ~20× faster than Row objects
+        cursor.close()
+    finally:
+        raw.close()
+    if not rows:
+        return np.empty(0, dtype=np.int64), np.empty(0)
+    t_us = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    values = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
+    return t_us, values
+
+
+def _compiled(dialect: Any, query: Any) -> tuple[str, Any]:
+    """SQL text and bound values of a Core query in the driver's parameter style (values stay bound)."""
+    compiled = query.compile(dialect=dialect)
+    params = compiled.construct_params()
+    if dialect.paramstyle in ("qmark", "numeric", "format"):
+        return str(compiled), tuple(params[name] for name in compiled.positiontup)
+    return str(compiled), params
+
+
 def load_series(store: Store, run_id: int) -> list[Series]:
     out = []
     for metric in store.metrics(run_id):
-        t_us, values = store.samples(metric.id)
+        t_us, values = read_samples(store, metric.id)
         out.append(
             Series(
                 metric.id,
@@ -132,11 +169,7 @@ def machine_energy(series: list[Series], start_us: float, end_us: float) -> Ener
 
     def peak(names: tuple[str, ...]) -> float | None:
         return _sum(
-            _sum(
-                s.peak(start_us, end_us)
-                for s in by_name.get(n, [])
-                if n != "rapl_energy_j" or _is_rapl_total_zone(s)
-            )
+            _sum(s.peak(start_us, end_us) for s in by_name.get(n, []) if n != "rapl_energy_j" or _is_rapl_total_zone(s))
             for n in names
         )
 
@@ -251,9 +284,7 @@ def _max(values: Iterable[float | None]) -> float | None:
     return max(present) if present else None
 
 
-def combine_phases(
-    name: str, parts: list[PhaseSummary], *, template: PhaseSummary | None = None
-) -> PhaseSummary:
+def combine_phases(name: str, parts: list[PhaseSummary], *, template: PhaseSummary | None = None) -> PhaseSummary:
     """One summary from disjoint phases (e.g. [RUNTIME] from its visible flow sub-phases): amounts are
     summed, means weighted by duration, peaks are the largest."""
     duration = sum(p.duration_s for p in parts)
@@ -318,9 +349,7 @@ def summarize_run(
     """The run's phases with their figures. Intensity and PUE default to what the run recorded."""
     run = store.get_run(run_id)
     settings = run.settings or {}
-    intensity = (
-        intensity_g_per_kwh if intensity_g_per_kwh is not None else settings.get("intensity_g_per_kwh", 0.0)
-    )
+    intensity = intensity_g_per_kwh if intensity_g_per_kwh is not None else settings.get("intensity_g_per_kwh", 0.0)
     pue = pue if pue is not None else settings.get("pue", 1.0)
     series = series if series is not None else load_series(store, run_id)
     unit_label = settings.get("unit_label")

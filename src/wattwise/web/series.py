@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, select
 
+from wattwise.analysis.phases import read_samples
 from wattwise.store import Store
-from wattwise.store.models import Metric, Run, RunStatus, samples
+from wattwise.store.models import Metric, Run, RunStatus
 from wattwise.web.models import SeriesCache, ensure_cache_tables
 
 FINE_BUCKETS = 16384
@@ -91,41 +92,6 @@ class Buckets:
     def from_bytes(cls, data: bytes) -> Buckets:
         with np.load(io.BytesIO(data)) as archive:
             return cls(*(archive[f] for f in FIELDS), raw=bool(archive["raw"]))
-
-
-def read_samples(
-    store: Store, metric_id: int, start_us: float | None = None, end_us: float | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Samples of one metric as arrays, through the DB-API cursor (much faster than ORM rows)."""
-    query = select(samples.c.t_us, samples.c.value).where(samples.c.metric_id == metric_id)
-    if start_us is not None:
-        query = query.where(samples.c.t_us >= int(start_us))
-    if end_us is not None:
-        query = query.where(samples.c.t_us <= int(end_us))
-    query = query.order_by(samples.c.t_us)
-    sql, params = _compiled(store.engine.dialect, query)
-    raw = store.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()  # plain tuples: numpy converts them ~20× faster than Row objects
-        cursor.close()
-    finally:
-        raw.close()
-    if not rows:
-        return np.empty(0, dtype=np.int64), np.empty(0)
-    t_us = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    values = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
-    return t_us, values
-
-
-def _compiled(dialect: Any, query: Any) -> tuple[str, Any]:
-    """SQL text and bound values of a Core query in the driver's parameter style (values stay bound)."""
-    compiled = query.compile(dialect=dialect)
-    params = compiled.construct_params()
-    if dialect.paramstyle in ("qmark", "numeric", "format"):
-        return str(compiled), tuple(params[name] for name in compiled.positiontup)
-    return str(compiled), params
 
 
 class _Memory:
