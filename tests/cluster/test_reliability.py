@@ -85,7 +85,7 @@ def test_kill_9_during_a_job_is_recovered_by_another_client(
     queue = ClusterQueue(Store(pg_url))
     queue.register_machine("a")
     queue.register_machine("b")
-    job = queue.submit(JobRequest(name="sleeper", command=["sleep", "2"]))
+    job = queue.submit(JobRequest(name="sleeper", command=["sleep", "4"]))
     settings = {"sleep_time_s": 0.2, "lease_s": 3, "heartbeat_interval_s": 1,
                 "measure": {"baseline_s": 0, "interval_s": 0.1}}
     a = start_client(pg_url, "a", **settings)
@@ -94,13 +94,15 @@ def test_kill_9_during_a_job_is_recovered_by_another_client(
     b = start_client(pg_url, "b", **settings)
     a.process.send_signal(signal.SIGKILL)
     a.process.wait(10)
-    last_lease = queue.get_job(job.id).lease_expires_at  # nobody renews it any more
+    orphaned = queue.get_job(job.id)
+    assert orphaned.state == "RUNNING" and orphaned.lease_owner == running.lease_owner, "a ended before the kill"
+    last_lease = orphaned.lease_expires_at  # nobody renews it any more
     done = wait_for(lambda: (j := queue.get_job(job.id)).state in ("FINISHED", "FAILED") and j, timeout_s=90,
                     what=lambda: f"recovery\n{b.text()}")
     assert done.state == "FINISHED", done.error
     assert (done.attempts, done.running_machine_id) == (2, "b")
     run = queue.store.get_run(done.run_id)
-    assert run.status == "finished" and run.command == ["sleep", "2"]
+    assert run.status == "finished" and run.command == ["sleep", "4"]
     assert run.started_at > last_lease  # b started only after a's lease had expired: never twice at once
     expired = [e for e in queue.status_history(limit=200) if e.status == "lease-expired"]
     assert len(expired) == 1 and running.lease_owner in expired[0].message

@@ -393,6 +393,11 @@ class Client:
                 self._release(job, keeper, "client stopped during the job; job given back to the queue")
                 return None
             database_failed = database_failed or keeper.renewal_failures > 0
+            if not result.ok and not database_failed:
+                try:  # a run that failed because its samples could not be written: is the database there?
+                    self.queue.db_now()
+                except Exception as exc:
+                    database_failed = is_database_unavailable(exc)
             if not result.ok and database_failed and not keeper.cancel_requested and job.attempts < job.max_attempts:
                 # the database went away during the job: not the job's fault, it runs again
                 self._release(

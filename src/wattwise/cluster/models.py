@@ -103,6 +103,13 @@ class ClusterJob(Base):
     __table_args__ = (
         Index("ix_cluster_jobs_queue", "state", "machine_id", "id"),
         Index("ix_cluster_jobs_lease", "state", "lease_expires_at"),
+        # the claim scans WAITING jobs in id order: without this it would step over every finished job
+        Index(
+            "ix_cluster_jobs_waiting",
+            "id",
+            postgresql_where=text("state = 'WAITING'"),
+            sqlite_where=text("state = 'WAITING'"),
+        ),
         # at most one RUNNING job per machine, enforced by the database itself
         Index(
             "ux_cluster_jobs_running_machine",

@@ -28,7 +28,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Integer,
+    Interval,
+    String,
+    Text,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from wattwise.cluster.models import (
@@ -242,9 +256,7 @@ def _validate_request(request: JobRequest) -> dict[str, Any]:
     if not name or len(name) > 200:
         raise WattwiseError("a job needs a name of 1 to 200 characters (--name)")
     given = [
-        k
-        for k, v in (("command", request.command), ("folder", request.folder), ("git URL", request.git_url))
-        if v
+        k for k, v in (("command", request.command), ("folder", request.folder), ("git URL", request.git_url)) if v
     ]
     if len(given) != 1:
         raise WattwiseError(
@@ -255,9 +267,7 @@ def _validate_request(request: JobRequest) -> dict[str, Any]:
     if request.command:
         if not all(isinstance(a, str) for a in request.command):
             raise WattwiseError(f"a command is a list of strings, got {request.command!r}")
-        values.update(
-            source_type=SourceType.COMMAND, source=" ".join(request.command), command=list(request.command)
-        )
+        values.update(source_type=SourceType.COMMAND, source=" ".join(request.command), command=list(request.command))
         if request.branch or request.filename:
             raise WattwiseError("--branch and --filename belong to scenario jobs (--folder or --git)")
     else:
@@ -276,8 +286,7 @@ def _validate_request(request: JobRequest) -> dict[str, Any]:
             url = (request.git_url or "").strip()
             if not GIT_URL_RE.match(url):
                 raise WattwiseError(
-                    f"--git {url!r} is not a git URL: use https://…, ssh://…, git://…, file://… or "
-                    "user@host:path"
+                    f"--git {url!r} is not a git URL: use https://…, ssh://…, git://…, file://… or user@host:path"
                 )
             values.update(source_type=SourceType.GIT, source=url, branch=request.branch or None)
     variables = request.variables or {}
@@ -301,6 +310,78 @@ def _validate_request(request: JobRequest) -> dict[str, Any]:
     return values
 
 
+class _Statements:
+    """The hot-path statements, built once per dialect with bound parameters (building and hashing a
+    statement costs more client CPU than running it). Times: the server's now() on PostgreSQL, bound values
+    `p_now` and `p_expires` on SQLite."""
+
+    def __init__(self, postgres: bool) -> None:
+        stamp = DateTime(timezone=True)
+        now: Any = func.now() if postgres else bindparam("p_now", type_=stamp)
+        expires: Any = (
+            func.now() + bindparam("p_lease", type_=Interval()) if postgres else bindparam("p_expires", type_=stamp)
+        )
+        machine = bindparam("p_machine", type_=String())
+        client = bindparam("p_client", type_=String())
+        job = bindparam("p_job", type_=Integer())
+        running = JOBS.alias("running")
+        busy = select(running.c.id).where(running.c.running_machine_id == machine, running.c.state == JobState.RUNNING)
+        accepting = select(MACHINES.c.id).where(MACHINES.c.id == machine, MACHINES.c.accepts_jobs.is_(True))
+        candidate = (
+            select(JOBS.c.id)
+            .where(JOBS.c.state == JobState.WAITING)
+            .where(or_(JOBS.c.machine_id == machine, JOBS.c.machine_id.is_(None)))
+            .where(accepting.exists(), ~busy.exists())
+            .order_by(JOBS.c.id)
+            .limit(1)
+        )
+        if postgres:
+            candidate = candidate.with_for_update(skip_locked=True, of=JOBS)
+        self.claim = (
+            update(JOBS)
+            .where(JOBS.c.id == candidate.scalar_subquery(), JOBS.c.state == JobState.WAITING)
+            .values(
+                state=JobState.RUNNING,
+                running_machine_id=machine,
+                lease_owner=client,
+                lease_expires_at=expires,
+                attempts=JOBS.c.attempts + 1,
+                started_at=now,
+                error=None,
+            )
+            .returning(*JOBS.c)
+        )
+        expired = select(
+            JOBS.c.id,
+            JOBS.c.name,
+            JOBS.c.email,
+            JOBS.c.attempts,
+            JOBS.c.max_attempts,
+            JOBS.c.cancel_requested,
+            JOBS.c.lease_owner,
+            JOBS.c.running_machine_id,
+            JOBS.c.lease_expires_at,
+        ).where(JOBS.c.state == JobState.RUNNING, JOBS.c.lease_expires_at < now)
+        self.expired = expired.with_for_update(skip_locked=True) if postgres else expired
+        ours = and_(JOBS.c.id == job, JOBS.c.lease_owner == client, JOBS.c.state == JobState.RUNNING)
+        self.renew = update(JOBS).where(ours).values(lease_expires_at=expires).returning(JOBS.c.cancel_requested)
+        self.machine_beat = update(MACHINES).where(MACHINES.c.id == machine).values(last_heartbeat_at=now)
+        self.finish = (
+            update(JOBS)
+            .where(ours)
+            .values(
+                state=bindparam("p_state", type_=String()),
+                run_id=bindparam("p_run_id", type_=Integer()),
+                error=bindparam("p_error", type_=Text()),
+                ended_at=now,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+            .returning(JOBS.c.running_machine_id)
+        )
+        self.record = insert(STATUS).values(created_at=now)
+
+
 class ClusterQueue:
     """The queue of a store's database. Thread-safe (each call uses its own connection)."""
 
@@ -308,6 +389,7 @@ class ClusterQueue:
         self.store = store
         self.engine = store.engine
         self.is_postgres = self.engine.dialect.name == "postgresql"
+        self._sql = _Statements(self.is_postgres)
 
     # --- plumbing ---------------------------------------------------------------------------------
     @contextmanager
@@ -330,6 +412,13 @@ class ClusterQueue:
     def _now(self) -> Any:
         """The current time as SQL (the server's now() on PostgreSQL) or as a value (SQLite)."""
         return func.now() if self.is_postgres else utcnow()
+
+    def _times(self, lease_s: float | None = None) -> dict[str, Any]:
+        """Bound time values for `_Statements` (PostgreSQL computes them from now())."""
+        if self.is_postgres:
+            return {"p_lease": timedelta(seconds=lease_s or 0)}
+        now = utcnow()
+        return {"p_now": now, "p_expires": now + timedelta(seconds=lease_s or 0)}
 
     def db_now(self) -> datetime:
         if not self.is_postgres:
@@ -380,9 +469,7 @@ class ClusterQueue:
                             )
                         )
                     elif fields:
-                        connection.execute(
-                            update(MACHINES).where(MACHINES.c.id == machine_id).values(**fields)
-                        )
+                        connection.execute(update(MACHINES).where(MACHINES.c.id == machine_id).values(**fields))
                 break
             except IntegrityError:  # another client inserted it at the same moment
                 if attempt:
@@ -409,9 +496,7 @@ class ClusterQueue:
     def _known_machines_text(self) -> str:
         known = [m.id for m in self.list_machines()]
         if not known:
-            return (
-                "none registered yet: start `wattwise client` on it or `wattwise cluster machines --add ID`"
-            )
+            return "none registered yet: start `wattwise client` on it or `wattwise cluster machines --add ID`"
         return "known: " + ", ".join(known)
 
     def heartbeat(
@@ -433,9 +518,7 @@ class ClusterQueue:
         with self.transaction() as connection:
             connection.execute(update(MACHINES).where(MACHINES.c.id == machine_id).values(**values))
             if record:
-                self._record(
-                    connection, machine_id, client_id, status, message, job_id, run_id, temperature_c
-                )
+                self._record(connection, machine_id, client_id, status, message, job_id, run_id, temperature_c)
 
     def _record(
         self,
@@ -449,16 +532,17 @@ class ClusterQueue:
         temperature_c: float | None = None,
     ) -> None:
         connection.execute(
-            insert(STATUS).values(
-                machine_id=machine_id,
-                client_id=client_id,
-                status=status,
-                message=message,
-                job_id=job_id,
-                run_id=run_id,
-                temperature_c=temperature_c,
-                created_at=self._now(),
-            )
+            self._sql.record,
+            {
+                "machine_id": machine_id,
+                "client_id": client_id,
+                "status": status,
+                "message": message,
+                "job_id": job_id,
+                "run_id": run_id,
+                "temperature_c": temperature_c,
+                **{k: v for k, v in self._times().items() if k == "p_now"},
+            },
         )
 
     def record_status(
@@ -497,9 +581,7 @@ class ClusterQueue:
     def set_control_workload_time(self, machine_id: str) -> None:
         with self.transaction() as connection:
             connection.execute(
-                update(MACHINES)
-                .where(MACHINES.c.id == machine_id)
-                .values(last_control_workload_at=self._now())
+                update(MACHINES).where(MACHINES.c.id == machine_id).values(last_control_workload_at=self._now())
             )
 
     def status_history(self, machine_id: str | None = None, limit: int = 50) -> list[StatusInfo]:
@@ -509,9 +591,7 @@ class ClusterQueue:
         with self.transaction(write=False) as connection:
             rows = connection.execute(query).mappings().all()
         return [
-            StatusInfo(
-                **{**{k: r[k] for k in StatusInfo.__dataclass_fields__}, "created_at": aware(r["created_at"])}
-            )
+            StatusInfo(**{**{k: r[k] for k in StatusInfo.__dataclass_fields__}, "created_at": aware(r["created_at"])})
             for r in rows
         ]
 
@@ -528,9 +608,7 @@ class ClusterQueue:
                 known = set(connection.scalars(select(MACHINES.c.id).where(MACHINES.c.id.in_(targets))))
                 missing = sorted(targets - known)
                 if missing:
-                    raise WattwiseError(
-                        f"no machine {missing[0]!r} in the cluster ({self._known_text(connection)})"
-                    )
+                    raise WattwiseError(f"no machine {missing[0]!r} in the cluster ({self._known_text(connection)})")
             now = utcnow()
             for row in rows:
                 row.update(state=JobState.WAITING, attempts=0, created_at=now, cancel_requested=False)
@@ -541,9 +619,7 @@ class ClusterQueue:
     def _known_text(self, connection: Connection) -> str:
         known = list(connection.scalars(select(MACHINES.c.id).order_by(MACHINES.c.id)))
         if not known:
-            return (
-                "none registered yet: start `wattwise client` on it or `wattwise cluster machines --add ID`"
-            )
+            return "none registered yet: start `wattwise client` on it or `wattwise cluster machines --add ID`"
         return "known: " + ", ".join(known)
 
     def get_job(self, job_id: int) -> JobInfo:
@@ -602,9 +678,7 @@ class ClusterQueue:
     def waiting_counts(self) -> dict[str | None, int]:
         """WAITING jobs per target machine (None: for any machine)."""
         query = (
-            select(JOBS.c.machine_id, func.count())
-            .where(JOBS.c.state == JobState.WAITING)
-            .group_by(JOBS.c.machine_id)
+            select(JOBS.c.machine_id, func.count()).where(JOBS.c.state == JobState.WAITING).group_by(JOBS.c.machine_id)
         )
         with self.transaction(write=False) as connection:
             return {machine: int(count) for machine, count in connection.execute(query).all()}
@@ -635,157 +709,93 @@ class ClusterQueue:
             if state == JobState.RUNNING:
                 connection.execute(update(JOBS).where(JOBS.c.id == job_id).values(cancel_requested=True))
                 return "RUNNING (cancel requested: its client stops it)"
-            raise WattwiseError(
-                f"job {job_id} is already {state}: only WAITING or RUNNING jobs can be cancelled"
-            )
+            raise WattwiseError(f"job {job_id} is already {state}: only WAITING or RUNNING jobs can be cancelled")
 
     # --- claiming and leases ----------------------------------------------------------------------
     def reclaim_expired(self, *, client_id: str | None = None) -> list[Reclaimed]:
         """Take back RUNNING jobs whose lease expired: WAITING again, FAILED after max_attempts, CANCELLED
         if a cancel was requested. Safe to call from any number of clients at once."""
+        with self.transaction() as connection:
+            return self._reclaim(connection, client_id)
+
+    def _reclaim(self, connection: Connection, client_id: str | None) -> list[Reclaimed]:
         now = self._now()
         reclaimed: list[Reclaimed] = []
-        with self.transaction() as connection:
-            query = select(
-                JOBS.c.id,
-                JOBS.c.name,
-                JOBS.c.email,
-                JOBS.c.attempts,
-                JOBS.c.max_attempts,
-                JOBS.c.cancel_requested,
-                JOBS.c.lease_owner,
-                JOBS.c.running_machine_id,
-                JOBS.c.lease_expires_at,
-            ).where(JOBS.c.state == JobState.RUNNING, JOBS.c.lease_expires_at < now)
-            if self.is_postgres:
-                query = query.with_for_update(skip_locked=True)
-            rows = connection.execute(query).mappings().all()
-            for row in rows:
-                if row["cancel_requested"]:
-                    state, error = JobState.CANCELLED, "cancelled; its client lost its lease"
-                elif row["attempts"] >= row["max_attempts"]:
-                    state = JobState.FAILED
-                    error = (
-                        f"its client lost the lease {row['attempts']} time(s) (client died, or lost the "
-                        f"database); max_attempts is {row['max_attempts']}"
-                    )
-                else:
-                    state, error = JobState.WAITING, None
-                values: dict[str, Any] = {"state": state, "lease_owner": None, "lease_expires_at": None}
-                if state == JobState.WAITING:
-                    values.update(started_at=None)
-                else:
-                    values.update(ended_at=now, error=error)
-                result = connection.execute(
-                    update(JOBS)
-                    .where(JOBS.c.id == row["id"], JOBS.c.state == JobState.RUNNING)
-                    .where(JOBS.c.lease_owner == row["lease_owner"])
-                    .values(**values)
+        rows = connection.execute(self._sql.expired, self._times()).mappings().all()
+        for row in rows:
+            if row["cancel_requested"]:
+                state, error = JobState.CANCELLED, "cancelled; its client lost its lease"
+            elif row["attempts"] >= row["max_attempts"]:
+                state = JobState.FAILED
+                error = (
+                    f"its client lost the lease {row['attempts']} time(s) (client died, or lost the "
+                    f"database); max_attempts is {row['max_attempts']}"
                 )
-                if result.rowcount != 1:
-                    continue
-                machine = row["running_machine_id"]
-                expired = aware(row["lease_expires_at"])
-                self._record(
-                    connection,
-                    machine or "",
-                    client_id,
-                    "lease-expired",
-                    f"job {row['id']}: lease of {row['lease_owner']} expired at "
-                    f"{expired.isoformat() if expired else '?'}; job is now {state} "
-                    f"(attempt {row['attempts']} of {row['max_attempts']})",
-                    job_id=row["id"],
-                )
-                if state == JobState.FAILED and row["email"]:
-                    from wattwise.cluster.mail import lease_failure_email
+            else:
+                state, error = JobState.WAITING, None
+            values: dict[str, Any] = {"state": state, "lease_owner": None, "lease_expires_at": None}
+            if state == JobState.WAITING:
+                values.update(started_at=None)
+            else:
+                values.update(ended_at=now, error=error)
+            result = connection.execute(
+                update(JOBS)
+                .where(JOBS.c.id == row["id"], JOBS.c.state == JobState.RUNNING)
+                .where(JOBS.c.lease_owner == row["lease_owner"])
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                continue
+            machine = row["running_machine_id"]
+            expired = aware(row["lease_expires_at"])
+            self._record(
+                connection,
+                machine or "",
+                client_id,
+                "lease-expired",
+                f"job {row['id']}: lease of {row['lease_owner']} expired at "
+                f"{expired.isoformat() if expired else '?'}; job is now {state} "
+                f"(attempt {row['attempts']} of {row['max_attempts']})",
+                job_id=row["id"],
+            )
+            if state == JobState.FAILED and row["email"]:
+                from wattwise.cluster.mail import lease_failure_email
 
-                    self._queue_emails(
-                        connection,
-                        [lease_failure_email(row["id"], row["name"], row["email"], machine, error or "")],
-                    )
-                reclaimed.append(
-                    Reclaimed(
-                        row["id"], state, machine, row["lease_owner"], row["attempts"], row["max_attempts"]
-                    )
+                self._queue_emails(
+                    connection,
+                    [lease_failure_email(row["id"], row["name"], row["email"], machine, error or "")],
                 )
+            reclaimed.append(
+                Reclaimed(row["id"], state, machine, row["lease_owner"], row["attempts"], row["max_attempts"])
+            )
         return reclaimed
 
-    def claim(
-        self, machine_id: str, client_id: str, lease_s: float, *, reclaim: bool = True
-    ) -> JobInfo | None:
+    def claim(self, machine_id: str, client_id: str, lease_s: float, *, reclaim: bool = True) -> JobInfo | None:
         """Atomically take the oldest WAITING job this machine may run, with a lease of `lease_s` seconds.
 
         None when there is none, when the machine does not accept jobs, or when it already runs one.
-        Expired leases are reclaimed first (unless `reclaim` is False: the caller just did).
+        Expired leases are reclaimed first, in the same transaction (unless `reclaim` is False: the caller
+        just did). On PostgreSQL the claim is one UPDATE whose candidate comes from a sub-select with
+        FOR UPDATE SKIP LOCKED; on SQLite the transaction holds the write lock (BEGIN IMMEDIATE).
         """
-        if reclaim:
-            self.reclaim_expired(client_id=client_id)
-        now = self._now()
-        running = JOBS.alias("running")
-        busy = (
-            select(running.c.id)
-            .where(running.c.running_machine_id == machine_id, running.c.state == JobState.RUNNING)
-            .exists()
-        )
-        accepting = (
-            select(MACHINES.c.id)
-            .where(MACHINES.c.id == machine_id, MACHINES.c.accepts_jobs.is_(True))
-            .exists()
-        )
-        candidate = (
-            select(JOBS.c.id)
-            .where(JOBS.c.state == JobState.WAITING)
-            .where(or_(JOBS.c.machine_id == machine_id, JOBS.c.machine_id.is_(None)))
-            .where(accepting, ~busy)
-            .order_by(JOBS.c.id)
-            .limit(1)
-        )
-        if self.is_postgres:
-            candidate = candidate.with_for_update(skip_locked=True, of=JOBS)
+        parameters = {"p_machine": machine_id, "p_client": client_id, **self._times(lease_s)}
         try:
             with self.transaction() as connection:
-                job_id = connection.scalar(candidate)
-                if job_id is None:
-                    return None
-                row = (
-                    connection.execute(
-                        update(JOBS)
-                        .where(JOBS.c.id == job_id, JOBS.c.state == JobState.WAITING)
-                        .values(
-                            state=JobState.RUNNING,
-                            running_machine_id=machine_id,
-                            lease_owner=client_id,
-                            lease_expires_at=now + timedelta(seconds=lease_s),
-                            attempts=JOBS.c.attempts + 1,
-                            started_at=now,
-                            error=None,
-                        )
-                        .returning(*JOBS.c)
-                    )
-                    .mappings()
-                    .first()
-                )
-                if row is None:
-                    return None
-                return JobInfo.from_row(row)
+                if reclaim:
+                    self._reclaim(connection, client_id)
+                row = connection.execute(self._sql.claim, parameters).mappings().first()
+                return None if row is None else JobInfo.from_row(row)
         except IntegrityError:
             # another client of this machine claimed a job at the same moment: the unique index refused
             return None
 
     def renew(self, job_id: int, client_id: str, lease_s: float, *, machine_id: str | None = None) -> Renewal:
         """Extend the lease (and the machine's heartbeat). ok=False when the lease is no longer ours."""
-        now = self._now()
+        parameters = {"p_job": job_id, "p_client": client_id, "p_machine": machine_id, **self._times(lease_s)}
         with self.transaction() as connection:
-            row = connection.execute(
-                update(JOBS)
-                .where(JOBS.c.id == job_id, JOBS.c.lease_owner == client_id, JOBS.c.state == JobState.RUNNING)
-                .values(lease_expires_at=now + timedelta(seconds=lease_s))
-                .returning(JOBS.c.cancel_requested)
-            ).first()
+            row = connection.execute(self._sql.renew, parameters).first()
             if row is not None and machine_id:
-                connection.execute(
-                    update(MACHINES).where(MACHINES.c.id == machine_id).values(last_heartbeat_at=now)
-                )
+                connection.execute(self._sql.machine_beat, parameters)
         if row is None:
             return Renewal(False)
         return Renewal(True, bool(row[0]))
@@ -815,20 +825,16 @@ class ClusterQueue:
         still hold the lease. False: the lease was lost and nothing was written."""
         if state not in JobState.DONE:
             raise ValueError(f"finish() needs a final state, not {state!r}")
+        parameters = {
+            "p_job": job_id,
+            "p_client": client_id,
+            "p_state": state,
+            "p_run_id": run_id,
+            "p_error": error,
+            **self._times(),
+        }
         with self.transaction() as connection:
-            row = connection.execute(
-                update(JOBS)
-                .where(JOBS.c.id == job_id, JOBS.c.lease_owner == client_id, JOBS.c.state == JobState.RUNNING)
-                .values(
-                    state=state,
-                    run_id=run_id,
-                    error=error,
-                    ended_at=self._now(),
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
-                .returning(JOBS.c.running_machine_id)
-            ).first()
+            row = connection.execute(self._sql.finish, parameters).first()
             if row is None:
                 return False
             self._queue_emails(connection, emails)
@@ -862,9 +868,7 @@ class ClusterQueue:
             ).first()
             if row is None:
                 return False
-            self._record(
-                connection, row[0] or "", client_id, "job-released", f"job {job_id}: {reason}", job_id=job_id
-            )
+            self._record(connection, row[0] or "", client_id, "job-released", f"job {job_id}: {reason}", job_id=job_id)
             return True
 
     # --- e-mail queue -----------------------------------------------------------------------------

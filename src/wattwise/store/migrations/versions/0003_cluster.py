@@ -61,6 +61,13 @@ def upgrade() -> None:
     op.create_index("ix_cluster_jobs_queue", "cluster_jobs", ["state", "machine_id", "id"])
     op.create_index("ix_cluster_jobs_lease", "cluster_jobs", ["state", "lease_expires_at"])
     op.create_index(
+        "ix_cluster_jobs_waiting",
+        "cluster_jobs",
+        ["id"],
+        postgresql_where=sa.text("state = 'WAITING'"),
+        sqlite_where=sa.text("state = 'WAITING'"),
+    )
+    op.create_index(
         "ux_cluster_jobs_running_machine",
         "cluster_jobs",
         ["running_machine_id"],
@@ -121,6 +128,7 @@ def downgrade() -> None:
     op.drop_index("ix_cluster_client_status_machine_id", table_name="cluster_client_status")
     op.drop_table("cluster_client_status")
     op.drop_index("ux_cluster_jobs_running_machine", table_name="cluster_jobs")
+    op.drop_index("ix_cluster_jobs_waiting", table_name="cluster_jobs")
     op.drop_index("ix_cluster_jobs_lease", table_name="cluster_jobs")
     op.drop_index("ix_cluster_jobs_queue", table_name="cluster_jobs")
     op.drop_table("cluster_jobs")
