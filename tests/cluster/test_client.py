@@ -279,3 +279,23 @@ def test_scenario_jobs_from_a_folder_and_from_git(sqlite_queue: ClusterQueue, tm
     assert failed.state == "FAILED" and "git clone of file://" in failed.error and "(branch nope) failed" in failed.error
     assert list((tmp_path / "work").iterdir()) == []  # checkouts are removed
     assert pending_count(sqlite_queue) == 0
+
+
+def test_jobs_run_one_and_configuration_errors(sqlite_url: str, sqlite_queue: ClusterQueue, tmp_path: Path) -> None:
+    from .conftest import invoke
+
+    config = tmp_path / "client.yml"
+    config.write_text("machine_id: cron-1\nmeasure:\n  baseline_s: 0\n  interval_s: 0.05\n")
+    assert "no job run" in invoke("jobs", "run-one", "--config", str(config), "--db", sqlite_url).stdout
+    first, second = sqlite_queue.submit_many([JobRequest(name=f"cron-{i}", command=["true"]) for i in range(2)])
+    result = invoke("jobs", "run-one", "--config", str(config), "--db", sqlite_url)
+    assert result.exit_code == 0, result.exception
+    assert f"job {first.id} 'cron-0' processed" in result.stdout
+    assert sqlite_queue.get_job(first.id).state == "FINISHED" and sqlite_queue.get_job(second.id).state == "WAITING"
+    assert sqlite_queue.get_machine("cron-1").status == "idle"
+    config.write_text("machine_id: cron-1\nsleep_time: never\n")
+    result = invoke("client", "--config", str(config), "--db", sqlite_url, "--once")
+    assert str(result.exception) == f"{config}, line 2, sleep_time: expected a number, got 'never'"
+    config.write_text("machine_id: cron-1\nexecutors:\n  command: no_such_module:Executor\n")
+    result = invoke("jobs", "run-one", "--config", str(config), "--db", sqlite_url)
+    assert "executors.command: cannot import 'no_such_module'" in str(result.exception)

@@ -259,6 +259,9 @@ class Client:
             except Exception as exc:
                 if is_database_unavailable(exc):
                     log.warning("database unavailable (%s); retrying in %.0fs", _first_line(exc), backoff)
+                elif isinstance(exc, WattwiseError):
+                    log.error("%s", exc)
+                    self._safe_status(MachineStatus.ERROR, str(exc))
                 else:
                     log.error("round failed: %s", "".join(traceback.format_exception(exc)).rstrip())
                     self._safe_status(MachineStatus.ERROR, _first_line(exc))
