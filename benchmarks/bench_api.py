@@ -16,48 +16,18 @@ from __future__ import annotations
 
 import argparse
 import random
-import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _target import report
+from wattwise.web.background import BackgroundServer
 
 TARGET_P95_MS = 200.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _Server:
-    def __init__(self, app) -> None:
-        import uvicorn
-
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> _Server:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -105,7 +75,7 @@ def main() -> int:
         return (time.perf_counter() - start) * 1000, each
 
     ok = True
-    with _Server(create_app(store=store)) as server, httpx.Client(base_url=server.url, timeout=120) as client:
+    with BackgroundServer(create_app(store=store)) as server, httpx.Client(base_url=server.url, timeout=120) as client:
         cold, cold_each = load_page(client)
         parts = ", ".join(f"{p}: {v:.0f} ms" for p, v in cold_each.items())
         print(f"cold page load (builds the caches): {cold:.0f} ms ({parts})")
@@ -140,7 +110,7 @@ def main() -> int:
         ok &= report("api_zoom_p95", _percentile(zooms, 95), "ms", TARGET_P95_MS, False)
 
     series._memory.items.clear()  # a restarted server: nothing in memory, caches in the database
-    with _Server(create_app(store=store)) as server, httpx.Client(base_url=server.url, timeout=120) as client:
+    with BackgroundServer(create_app(store=store)) as server, httpx.Client(base_url=server.url, timeout=120) as client:
         first, _ = load_page(client)
         restarted = [load_page(client)[0] for _ in range(args.repeat // 2)]
         print(f"restarted server: first page load {first:.0f} ms, then p95 {_percentile(restarted, 95):.1f} ms")
@@ -156,7 +126,7 @@ def main() -> int:
     warmer.step()
     warm_s = time.perf_counter() - t
     page = [p.replace(f"/runs/{run_id}", f"/runs/{second}") for p in page]
-    with _Server(create_app(store=store)) as server, httpx.Client(base_url=server.url, timeout=120) as client:
+    with BackgroundServer(create_app(store=store)) as server, httpx.Client(base_url=server.url, timeout=120) as client:
         first, _ = load_page(client)
     print(f"background warmer: {warm_s:.1f} s per finished run of {args.samples:,} samples; "
           f"first page load after it: {first:.0f} ms")
