@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wattwise.providers.base import Availability, Kind, MetricSpec, Provider, ProviderError, Scope
+from wattwise.providers.files import KernelFile
 from wattwise.providers.procstat import USER_HZ
 
 V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "cpuset", "pids", "freezer", "blkio", "devices")
@@ -182,9 +183,7 @@ class UnitCgroup:
         return cls(label, v1, v2 if v2 is not None and v2.is_dir() else None)
 
     @classmethod
-    def of_pid(
-        cls, label: str, pid: int, mounts: CgroupMounts, proc_root: str | Path = "/proc"
-    ) -> UnitCgroup:
+    def of_pid(cls, label: str, pid: int, mounts: CgroupMounts, proc_root: str | Path = "/proc") -> UnitCgroup:
         """The cgroups a process is in (v1 per controller, v2)."""
         paths = cgroup_paths_of_pid(pid, proc_root)
         v1 = {}
@@ -208,22 +207,25 @@ class UnitCgroup:
                 continue
         return sorted(pids)
 
-    def read_cpu_and_memory(self) -> tuple[float | None, int | None]:
-        """Only CPU seconds and memory in use: two small files, for frequent sampling."""
-        cpu_s: float | None = None
+    def cpu_and_memory_files(self) -> tuple[tuple[Path, str] | None, Path | None]:
+        """Where CPU seconds and memory in use are read from: ((file, 'ns' | 'cpu.stat'), memory file)."""
+        cpu: tuple[Path, str] | None = None
         acct = self.v1.get("cpuacct")
-        if acct is not None:
-            usage_ns = _read_int(acct / "cpuacct.usage")
-            cpu_s = None if usage_ns is None else usage_ns / 1e9
-        if cpu_s is None and self.v2 is not None:
-            usage_us = _read_keyed(self.v2 / "cpu.stat").get("usage_usec")
-            cpu_s = None if usage_us is None else usage_us / 1e6
+        if acct is not None and (acct / "cpuacct.usage").exists():
+            cpu = (acct / "cpuacct.usage", "ns")
+        elif self.v2 is not None:
+            cpu = (self.v2 / "cpu.stat", "cpu.stat")
         memory = self.v1.get("memory")
         if memory is not None:
-            memory_b = _read_int(memory / "memory.usage_in_bytes")
+            memory_file: Path | None = memory / "memory.usage_in_bytes"
         else:
-            memory_b = _read_int(self.v2 / "memory.current") if self.v2 is not None else None
-        return cpu_s, memory_b
+            memory_file = self.v2 / "memory.current" if self.v2 is not None else None
+        return cpu, memory_file
+
+    def read_cpu_and_memory(self) -> tuple[float | None, int | None]:
+        """Only CPU seconds and memory in use: two small files, for frequent sampling."""
+        cpu, memory_file = self.cpu_and_memory_files()
+        return _cpu_seconds(cpu, None), (_read_int(memory_file) if memory_file is not None else None)
 
     def read(self) -> CgroupUsage:
         values: dict[str, float | int | None] = {}
@@ -270,9 +272,7 @@ class UnitCgroup:
                 values["oom_kill_count"] = events.get("oom_kill")
         cpuset_dir = self.v1.get("cpuset")
         cpuset_file = (
-            (cpuset_dir / "cpuset.cpus")
-            if cpuset_dir
-            else (self.v2 / "cpuset.cpus.effective" if self.v2 else None)
+            (cpuset_dir / "cpuset.cpus") if cpuset_dir else (self.v2 / "cpuset.cpus.effective" if self.v2 else None)
         )
         if cpuset_file is not None:
             try:
@@ -282,22 +282,50 @@ class UnitCgroup:
         return CgroupUsage(**values)  # type: ignore[arg-type]
 
 
+def _cpu_seconds(cpu: tuple[Path, str] | None, reader: KernelFile | None) -> float | None:
+    if cpu is None:
+        return None
+    path, kind = cpu
+    try:
+        text = reader.read_text() if reader is not None else path.read_text()
+    except OSError:
+        return None
+    if kind == "ns":
+        try:
+            return int(text.strip()) / 1e9
+        except ValueError:
+            return None
+    for line in text.splitlines():
+        if line.startswith("usage_usec "):
+            return int(line.split()[1]) / 1e6
+    return None
+
+
+def _int_from(reader: KernelFile | None) -> int | None:
+    if reader is None:
+        return None
+    try:
+        text = reader.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
 class CgroupProvider(Provider):
     """CPU time and memory of one unit's cgroup (a measured command, a container)."""
 
     name = "cgroup"
-    description = (
-        "Per-unit CPU seconds and memory from cgroups v1 (cpuacct, memory) and v2 (cpu.stat, memory.current)"
-    )
+    description = "Per-unit CPU seconds and memory from cgroups v1 (cpuacct, memory) and v2 (cpu.stat, memory.current)"
     scope = Scope.UNIT
     metric_units = {"cgroup_cpu_time_s": "s", "cgroup_memory_b": "B"}
 
-    def __init__(
-        self, unit: UnitCgroup | None = None, mountinfo: str | Path = "/proc/self/mountinfo"
-    ) -> None:
+    def __init__(self, unit: UnitCgroup | None = None, mountinfo: str | Path = "/proc/self/mountinfo") -> None:
         self.unit = unit
         self.mountinfo = Path(mountinfo)
         self._origin_cpu_s = 0.0
+        self._cpu: tuple[Path, str] | None = None
+        self._cpu_file: KernelFile | None = None
+        self._memory_file: KernelFile | None = None
 
     def availability(self) -> Availability:
         try:
@@ -317,22 +345,29 @@ class CgroupProvider(Provider):
             raise ProviderError("the cgroup provider measures a unit: it is attached by `measure` and `run`")
         if not self.unit.exists():
             raise ProviderError(f"cgroup of {self.unit.label} does not exist")
-        self._origin_cpu_s = self.unit.read_cpu_and_memory()[0] or 0.0
+        cpu, memory_file = self.unit.cpu_and_memory_files()
+        self._cpu = cpu
+        self._cpu_file = KernelFile(cpu[0]) if cpu is not None else None
+        self._memory_file = KernelFile(memory_file) if memory_file is not None else None
+        self._origin_cpu_s = _cpu_seconds(self._cpu, self._cpu_file) or 0.0
 
     def specs(self) -> Sequence[MetricSpec]:
         label = self.unit.label if self.unit else ""
         return [
-            MetricSpec(
-                "cgroup_cpu_time_s", "s", Kind.COUNTER, label, description="CPU seconds used by the unit"
-            ),
+            MetricSpec("cgroup_cpu_time_s", "s", Kind.COUNTER, label, description="CPU seconds used by the unit"),
             MetricSpec("cgroup_memory_b", "B", Kind.GAUGE, label, description="memory charged to the unit"),
         ]
 
     def read(self) -> Sequence[float | None]:
         assert self.unit is not None
-        cpu_s, memory_b = self.unit.read_cpu_and_memory()
+        cpu_s, memory_b = _cpu_seconds(self._cpu, self._cpu_file), _int_from(self._memory_file)
         cpu = None if cpu_s is None else cpu_s - self._origin_cpu_s
         return [cpu, None if memory_b is None else float(memory_b)]
+
+    def close(self) -> None:
+        for reader in (self._cpu_file, self._memory_file):
+            if reader is not None:
+                reader.close()
 
 
 # --- creating cgroups for measured units ---------------------------------------------------------
@@ -404,9 +439,7 @@ def create_unit_cgroup(
         else:
             v2 = directory
     if not procs:
-        raise ProviderError(
-            "could not create a cgroup for the command: " + "; ".join(errors or ["no cgroups mounted"])
-        )
+        raise ProviderError("could not create a cgroup for the command: " + "; ".join(errors or ["no cgroups mounted"]))
     return CreatedCgroup(UnitCgroup(label, v1, v2), procs)
 
 

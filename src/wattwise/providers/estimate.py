@@ -21,6 +21,7 @@ from pathlib import Path
 
 from wattwise.errors import ConfigError
 from wattwise.providers.base import Availability, Kind, MetricSpec, Provider
+from wattwise.providers.files import KernelFile
 from wattwise.providers.procstat import CpuTimes, read_cpu_times, utilization_between
 
 TEADS_CURVE_RATIOS: tuple[tuple[float, float], ...] = ((0.0, 0.12), (0.10, 0.32), (0.50, 0.75), (1.0, 1.02))
@@ -56,9 +57,7 @@ class PowerCurve:
     def from_tdp(cls, tdp_w: float, source: str) -> PowerCurve:
         if tdp_w <= 0:
             raise ConfigError(f"TDP must be positive, got {tdp_w} W ({source})")
-        return cls(
-            tuple((u, r * tdp_w) for u, r in TEADS_CURVE_RATIOS), f"TDP {tdp_w:g} W ({source}) × Teads ratios"
-        )
+        return cls(tuple((u, r * tdp_w) for u, r in TEADS_CURVE_RATIOS), f"TDP {tdp_w:g} W ({source}) × Teads ratios")
 
     @classmethod
     def from_csv(cls, path: str | Path) -> PowerCurve:
@@ -152,8 +151,7 @@ def default_power_curve(
         # said loudly in the source so that users configure --tdp or a calibration table
         return PowerCurve.from_tdp(
             GENERIC_W_PER_THREAD * threads,
-            f"CPU '{model or '?'}' not in the TDP table: "
-            f"generic {GENERIC_W_PER_THREAD:g} W per thread, set --tdp",
+            f"CPU '{model or '?'}' not in the TDP table: generic {GENERIC_W_PER_THREAD:g} W per thread, set --tdp",
         )
     return PowerCurve.from_tdp(found.tdp_w, found.source)
 
@@ -166,6 +164,7 @@ class EstimatedPowerProvider(Provider):
     def __init__(self, curve: PowerCurve | None = None, proc_root: str | Path = "/proc") -> None:
         self._curve = curve
         self.proc_root = Path(proc_root)
+        self._stat = KernelFile(self.proc_root / "stat")
         self._previous: CpuTimes | None = None
 
     @property
@@ -203,7 +202,10 @@ class EstimatedPowerProvider(Provider):
 
     def read(self) -> Sequence[float | None]:
         assert self._previous is not None, "open() first"
-        now = read_cpu_times(self.proc_root)
+        now = read_cpu_times(self.proc_root, self._stat)
         utilization = utilization_between(self._previous, now)
         self._previous = now
         return [self.curve.power_w(utilization)]
+
+    def close(self) -> None:
+        self._stat.close()

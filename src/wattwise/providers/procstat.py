@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wattwise.providers.base import Availability, Kind, MetricSpec, Provider, ProviderError
+from wattwise.providers.files import KernelFile
 
 USER_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
@@ -34,11 +35,13 @@ class CpuTimes:
         return self.total_s - self.idle_s
 
 
-def read_cpu_times(proc_root: str | Path = "/proc") -> CpuTimes:
-    """Parse the aggregate `cpu` line of /proc/stat (values in USER_HZ ticks)."""
+def read_cpu_times(proc_root: str | Path = "/proc", reader: KernelFile | None = None) -> CpuTimes:
+    """Parse the aggregate `cpu` line of /proc/stat (values in USER_HZ ticks).
+
+    Pass a `KernelFile` of that path to re-read it without opening it again (what the providers do)."""
     path = Path(proc_root) / "stat"
     try:
-        text = path.read_text()
+        text = reader.read_text() if reader is not None else path.read_text()
     except OSError as exc:
         raise ProviderError(f"cannot read {path}: {exc.strerror}") from exc
     # only the aggregate line is parsed: the rest of the file (intr, softirq) can be thousands of numbers
@@ -66,6 +69,7 @@ class CpuUtilizationProvider(Provider):
 
     def __init__(self, proc_root: str | Path = "/proc") -> None:
         self.proc_root = Path(proc_root)
+        self._stat = KernelFile(self.proc_root / "stat")
         self._first: CpuTimes | None = None
         self._previous: CpuTimes | None = None
 
@@ -99,7 +103,10 @@ class CpuUtilizationProvider(Provider):
 
     def read(self) -> Sequence[float | None]:
         assert self._first is not None and self._previous is not None, "open() first"
-        now = read_cpu_times(self.proc_root)
+        now = read_cpu_times(self.proc_root, self._stat)
         utilization = utilization_between(self._previous, now)
         self._previous = now
         return [utilization, now.busy_s - self._first.busy_s]
+
+    def close(self) -> None:
+        self._stat.close()
