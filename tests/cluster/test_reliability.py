@@ -89,7 +89,9 @@ def test_kill_9_during_a_job_is_recovered_by_another_client(
     settings = {"sleep_time_s": 0.2, "lease_s": 3, "heartbeat_interval_s": 1,
                 "measure": {"baseline_s": 0, "interval_s": 0.1}}
     a = start_client(pg_url, "a", **settings)
-    running = wait_for(lambda: (j := queue.get_job(job.id)).state == "RUNNING" and j, what=lambda: f"a to run\n{a.text()}")
+    # a records its run with the job as soon as the run exists
+    running = wait_for(lambda: (j := queue.get_job(job.id)).state == "RUNNING" and j.run_id is not None and j,
+                       what=lambda: f"a to run\n{a.text()}")
     assert running.running_machine_id == "a"
     b = start_client(pg_url, "b", **settings)
     a.process.send_signal(signal.SIGKILL)
@@ -103,6 +105,9 @@ def test_kill_9_during_a_job_is_recovered_by_another_client(
     assert (done.attempts, done.running_machine_id) == (2, "b")
     run = queue.store.get_run(done.run_id)
     assert run.status == "finished" and run.command == ["sleep", "4"]
+    dead_run = queue.store.get_run(running.run_id)  # a's run is not left `running` forever
+    assert dead_run.id != run.id
+    assert dead_run.status == "failed" and "lease expired" in dead_run.error
     assert run.started_at > last_lease  # b started only after a's lease had expired: never twice at once
     expired = [e for e in queue.status_history(limit=200) if e.status == "lease-expired"]
     assert len(expired) == 1 and running.lease_owner in expired[0].message

@@ -161,6 +161,7 @@ class CommandExecutor(Executor):
             providers=context.measure.providers,
             echo_output=False,
             env={k: str(v) for k, v in job.variables.items()} or None,
+            on_run_created=context.run_started,
         )
         if context.measure.interval_s is not None:
             options.interval_s = context.measure.interval_s
@@ -281,6 +282,7 @@ class ScenarioExecutor(Executor):
             variables={variable_name(k): v for k, v in job.variables.items()},
             providers=measure.providers,
             backend=measure.backend,
+            on_run_created=context.run_started,
         )
         for key in ("interval_s", "baseline_s", "idle_s"):
             value = getattr(measure, key)

@@ -361,6 +361,7 @@ class _Statements:
             JOBS.c.lease_owner,
             JOBS.c.running_machine_id,
             JOBS.c.lease_expires_at,
+            JOBS.c.run_id,
         ).where(JOBS.c.state == JobState.RUNNING, JOBS.c.lease_expires_at < now)
         self.expired = expired.with_for_update(skip_locked=True) if postgres else expired
         ours = and_(JOBS.c.id == job, JOBS.c.lease_owner == client, JOBS.c.state == JobState.RUNNING)
@@ -746,6 +747,20 @@ class ClusterQueue:
             )
             if result.rowcount != 1:
                 continue
+            if row["run_id"] is not None:  # the dead client's run: it will never be finished by anyone
+                from wattwise.store.models import Run, RunStatus
+
+                runs = Run.__table__
+                connection.execute(
+                    update(runs)
+                    .where(runs.c.id == row["run_id"], runs.c.status == RunStatus.RUNNING)
+                    .values(
+                        status=RunStatus.FAILED,
+                        ended_at=now,
+                        error=f"its measuring client {row['lease_owner']} stopped (lease expired); "
+                        f"job {row['id']} was given back to the queue",
+                    )
+                )
             machine = row["running_machine_id"]
             expired = aware(row["lease_expires_at"])
             self._record(

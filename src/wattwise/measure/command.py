@@ -43,6 +43,9 @@ class MeasureOptions:
     cwd: str | None = None
     tdp_w: float | None = None  # for the estimate provider
     power_curve: str | None = None  # calibration CSV for the estimate provider
+    #: called with the run id as soon as the run exists (a cluster client records it with its job, so that a
+    #: run left `running` by a client that died can be marked failed when the job is reclaimed)
+    on_run_created: Callable[[int], None] | None = None
 
 
 @dataclass
@@ -118,6 +121,8 @@ def measure_command(
     run_id = store.create_run(
         name, "command", command=argv, machine=socket.gethostname(), settings=settings, estimated=estimated
     )
+    if options.on_run_created is not None:
+        options.on_run_created(run_id)
     try:
         executable = resolve_command(argv)
     except WattwiseError as exc:

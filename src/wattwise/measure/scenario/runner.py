@@ -63,6 +63,7 @@ class RunOptions:
     echo_output: bool = False  # stream command output to stderr
     command_timeout_s: float = 3600.0
     boot_timeout_s: float = 300.0
+    on_run_created: Callable[[int], None] | None = None  # called with the run id as soon as the run exists
 
 
 @dataclass
@@ -445,6 +446,8 @@ class ScenarioRun:
             estimated=estimated,
             scenario=self.scenario.text,
         )
+        if self.options.on_run_created is not None:
+            self.options.on_run_created(self.run_id)
         self.sampler = Sampler(self.store, self.run_id, clock=self.clock)
         self.phases.boundary = self.sampler.sample_now
         for provider in providers:
