@@ -228,3 +228,20 @@ def test_providers_table(run_cli) -> None:
     assert rows["estimate"]["metrics"] == {"estimated_power_w": "W"}
     for name in ("rapl", "ipmi", "nvml"):
         assert rows[name]["available"] or rows[name]["reason"]
+
+
+def test_ctrl_c_during_the_baseline_keeps_it(tmp_path: Path, sqlite_url: str, wattwise_argv: list[str]) -> None:
+    env = dict(os.environ, WATTWISE_DATA_DIR=str(tmp_path))
+    process = subprocess.Popen([*wattwise_argv, "measure", "--baseline", "60s", "--db", sqlite_url, "--", "true"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = Store(sqlite_url)
+    deadline = time.time() + 20
+    while time.time() < deadline and not (store.list_runs() and store.sample_count(store.list_runs()[0].id) > 5):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=30)
+    assert process.returncode == 130
+    run = store.list_runs()[0]
+    assert run.status == "interrupted"
+    assert [p.name for p in store.phases(run.id)] == ["[BASELINE]"]
+    assert run.results["phases"][0]["energy_j"] > 0

@@ -142,6 +142,7 @@ def measure_command(
     notes: list[tuple[int, str, str]] = []
     interrupted = False
     runtime_start = runtime_end = None
+    baseline_stored = False
     sampler.start()
     baseline_start = clock.now_us()
     try:
@@ -150,6 +151,7 @@ def measure_command(
         baseline_end = sampler.sample_now()
         if options.baseline_s > 0:
             store.add_phase(run_id, "[BASELINE]", baseline_start, baseline_end)
+            baseline_stored = True
         try:
             cgroup = create_unit_cgroup(UNIT_LABEL, f"run-{run_id}-{os.getpid()}")
         except ProviderError as exc:
@@ -218,6 +220,8 @@ def measure_command(
         status = RunStatus.FAILED
         error = f"{type(exc).__name__}: {exc}"
     finally:
+        if options.baseline_s > 0 and not baseline_stored and runtime_start is None:
+            store.add_phase(run_id, "[BASELINE]", baseline_start, clock.now_us())  # cut short (Ctrl-C)
         if runtime_start is not None and runtime_end is None:
             runtime_end = clock.now_us()
         if cgroup is not None:
