@@ -224,3 +224,40 @@ def test_healthy_dependency_and_legacy_sci(store: Store, tmp_path: Path) -> None
     result = run_scenario(store, path, RunOptions(dev_no_sleeps=True))
     assert result.status == "finished", result.error
     assert result.summary["sci"] == {"R_d": "request", "R": 7.0, "R_source": "GMT_SCI_R lines (2)"}
+
+
+CANCELLABLE = """\
+name: Cancelled on the host
+author: wattwise tests
+description: A long step that the caller cancels (as a cluster client does when its lease is lost).
+x-wattwise:
+  backend: host
+services:
+  worker: {}
+flow:
+  - name: Long
+    container: worker
+    commands:
+      - type: console
+        command: sleep 303.75
+"""
+
+
+@pytest.mark.parametrize("when_s", [0.3, 2.0], ids=["during-baseline", "during-a-step"])
+def test_cancel_stops_the_run_and_cleans_up(store: Store, tmp_path: Path, when_s: float) -> None:
+    import threading
+
+    path = tmp_path / "usage_scenario.yml"
+    path.write_text(CANCELLABLE)
+    cancel = threading.Event()
+    timer = threading.Timer(when_s, cancel.set)
+    timer.start()
+    result = run_scenario(store, path, RunOptions(baseline_s=1.0, idle_s=0.2, cancel=cancel))
+    timer.cancel()
+    assert result.status == "failed" and "cancelled" in (result.error or "")
+    names = [p["name"] for p in result.summary["phases"]]
+    assert names[-1] == "[REMOVE]"
+    assert ("Long" in names) == (when_s > 1.5)
+    assert scenario_dirs(store.get_run(result.run_id).settings["run_token"]) == []
+    for line in os.popen("ps -eo args").read().splitlines():
+        assert line.strip() != "sleep 303.75"

@@ -59,6 +59,7 @@ class LeaseKeeper(threading.Thread):
         lease_s: float,
         interval_s: float,
         cancel: threading.Event,
+        claimed_at: float | None = None,
     ) -> None:
         super().__init__(daemon=True, name=f"wattwise-lease-{job_id}")
         self.queue = queue
@@ -68,7 +69,8 @@ class LeaseKeeper(threading.Thread):
         self.lease_s = lease_s
         self.interval_s = interval_s
         self.cancel = cancel
-        self.last_renewed = time.monotonic()  # the claim itself took the lease just before
+        # the claim took the lease; count from when it was sent (a slow answer must not stretch the lease)
+        self.last_renewed = claimed_at if claimed_at is not None else time.monotonic()
         self.lost = False
         self.fenced = False
         self.cancel_requested = False
@@ -79,8 +81,26 @@ class LeaseKeeper(threading.Thread):
     def lease_left_s(self) -> float:
         return self.lease_s - (time.monotonic() - self.last_renewed)
 
+    def start(self) -> None:
+        super().start()
+        # the fence must not depend on a renew call returning: a call can hang for minutes in a network partition
+        self._watchdog = threading.Thread(target=self._watch, daemon=True, name=f"wattwise-fence-{self.job_id}")
+        self._watchdog.start()
+
+    def _watch(self) -> None:
+        while not self._halt.wait(min(0.5, self.interval_s / 2)):
+            if not self.fenced and not self.lost and self.lease_left_s <= self.interval_s:
+                self.fenced = True
+                log.error(
+                    "job %s: the lease was not renewed in time (%.1fs left); stopping the job before it expires",
+                    self.job_id,
+                    self.lease_left_s,
+                )
+                self.cancel.set()
+
     def run(self) -> None:
         while not self._halt.wait(self.interval_s):
+            sent = time.monotonic()
             try:
                 renewal = self.queue.renew(self.job_id, self.client_id, self.lease_s, machine_id=self.machine_id)
             except Exception as exc:
@@ -106,7 +126,7 @@ class LeaseKeeper(threading.Thread):
                 log.error("job %s: the lease is no longer ours; stopping the job", self.job_id)
                 self.cancel.set()
                 return
-            self.last_renewed = time.monotonic()
+            self.last_renewed = sent
             if renewal.cancel_requested and not self.cancel_requested:
                 self.cancel_requested = True
                 log.info("job %s: cancel requested; stopping it", self.job_id)
@@ -311,11 +331,12 @@ class Client:
             return None
         if self.stop_event.is_set():
             return None
+        claimed_at = time.monotonic()  # the lease runs from when the claim was sent, not when it returned
         job = self.queue.claim(self.machine_id, self.client_id, self.config.lease_s, reclaim=False)
         if job is None:
             self.set_status(MachineStatus.IDLE, "no job for this machine now")
             return None
-        self.run_job(job)
+        self.run_job(job, claimed_at=claimed_at)
         self.cleanup(job.id)
         self._idle_since = time.monotonic()
         return job
@@ -341,14 +362,9 @@ class Client:
             run_started=run_started,
         )
 
-    def run_job(self, job: JobInfo) -> str | None:
+    def run_job(self, job: JobInfo, claimed_at: float | None = None) -> str | None:
         """Execute a claimed job and record its outcome. Returns the final state recorded (None: the job
         went back to the queue or the lease was lost)."""
-        self.set_status(
-            MachineStatus.JOB,
-            f"job {job.id} '{job.name}' (attempt {job.attempts} of {job.max_attempts})",
-            job_id=job.id,
-        )
         cancel = threading.Event()
         keeper = LeaseKeeper(
             self.queue,
@@ -358,10 +374,19 @@ class Client:
             self.config.lease_s,
             self.config.heartbeat_interval_s,
             cancel,
+            claimed_at=claimed_at,
         )
-        keeper.start()
+        keeper.start()  # first: the lease must be renewed whatever happens next
         self._current = _Current(job, cancel)
         try:
+            try:
+                self.set_status(
+                    MachineStatus.JOB,
+                    f"job {job.id} '{job.name}' (attempt {job.attempts} of {job.max_attempts})",
+                    job_id=job.id,
+                )
+            except Exception as exc:  # a status line is not worth losing the job over
+                log.warning("job %s: status not recorded: %s", job.id, _first_line(exc))
             executor = self.executors.get(job.source_type)
             try:
                 if executor is None:
@@ -596,8 +621,8 @@ class Client:
             return
         try:
             report = mail.send_pending(self.queue, self.config.smtp)
-        except WattwiseError as exc:
-            log.warning("e-mail: %s", exc)
+        except Exception as exc:  # e-mail must never stop the client's rounds
+            log.warning("e-mail: %s", _first_line(exc))
             return
         if report.sent or report.failed:
             log.info(

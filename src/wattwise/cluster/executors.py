@@ -108,11 +108,12 @@ def _signal_all(pids: list[int], sig: int) -> None:
 
 class ChildStopper(threading.Thread):
     """When `cancel` is set, stops every process this process started after `before` (SIGTERM, then
-    SIGKILL after `grace_s`)."""
+    SIGKILL after `grace_s`), and (with `keep_stopping`) goes on stopping new ones until `finish()`."""
 
-    def __init__(self, cancel: threading.Event, grace_s: float = 5.0) -> None:
+    def __init__(self, cancel: threading.Event, grace_s: float = 5.0, keep_stopping: bool = True) -> None:
         super().__init__(daemon=True, name="wattwise-job-stopper")
         self.cancel = cancel
+        self.keep_stopping = keep_stopping
         self.grace_s = grace_s
         self.before = set(descendants(os.getpid()))
         self.done = threading.Event()
@@ -122,17 +123,22 @@ class ChildStopper(threading.Thread):
         while not self.done.is_set():
             if self.cancel.wait(0.2):
                 break
-        if self.done.is_set():
-            return
-        targets = [p for p in descendants(os.getpid()) if p not in self.before]
-        if not targets:
-            return
-        self.stopped_any = True
+        # once cancelled, keep stopping: a process started after the cancel (the measured command, after a
+        # baseline that was running when the lease was lost) must not run either
+        while not self.done.is_set():
+            targets = [p for p in descendants(os.getpid()) if p not in self.before]
+            if targets:
+                self.stopped_any = True
+                self._stop_processes(targets)
+            if not self.keep_stopping:  # the runner stops itself and must be free to run its cleanup commands
+                return
+            self.done.wait(0.2)
+
+    def _stop_processes(self, targets: list[int]) -> None:
         _signal_all(targets, signal.SIGTERM)
         deadline = time.monotonic() + self.grace_s
         while time.monotonic() < deadline and not self.done.is_set():
-            left = [p for p in descendants(os.getpid()) if p not in self.before]
-            if not left:
+            if not [p for p in descendants(os.getpid()) if p not in self.before]:
                 return
             time.sleep(0.1)
         _signal_all([p for p in descendants(os.getpid()) if p not in self.before], signal.SIGKILL)
@@ -156,6 +162,8 @@ class CommandExecutor(Executor):
 
         if not job.command:
             return ExecutionResult(False, error=f"job {job.id} has no command")
+        if context.cancel.is_set():
+            return ExecutionResult(False, error="stopped before it started: cancelled or lease lost")
         options = MeasureOptions(
             name=job.name,
             providers=context.measure.providers,
@@ -204,12 +212,21 @@ def clone_git(url: str, branch: str | None, destination: Path, cancel: threading
         argv += ["--branch", branch]
     argv += ["--", url, str(destination)]
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
-    try:
-        process = subprocess.run(argv, capture_output=True, text=True, timeout=GIT_TIMEOUT_S, env=env)
-    except subprocess.TimeoutExpired:
-        raise WattwiseError(f"git clone of {url} took longer than {GIT_TIMEOUT_S}s") from None
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + GIT_TIMEOUT_S
+    while process.poll() is None:  # cancellable: a lost lease or a cancel must not wait for a slow clone
+        if cancel is not None and cancel.is_set():
+            process.kill()
+            process.wait()
+            raise WattwiseError(f"git clone of {url} stopped: the job was cancelled or its lease lost")
+        if time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            raise WattwiseError(f"git clone of {url} took longer than {GIT_TIMEOUT_S}s")
+        time.sleep(0.1)
+    stderr = process.stderr.read() if process.stderr is not None else ""
     if process.returncode != 0:
-        message = process.stderr.strip().splitlines()
+        message = stderr.strip().splitlines()
         raise WattwiseError(
             f"git clone of {url}"
             + (f" (branch {branch})" if branch else "")
@@ -283,12 +300,13 @@ class ScenarioExecutor(Executor):
             providers=measure.providers,
             backend=measure.backend,
             on_run_created=context.run_started,
+            cancel=context.cancel,
         )
         for key in ("interval_s", "baseline_s", "idle_s"):
             value = getattr(measure, key)
             if value is not None:
                 setattr(options, key, value)
-        stopper = ChildStopper(context.cancel)
+        stopper = ChildStopper(context.cancel, keep_stopping=False)
         stopper.start()
         try:
             outcome = runner(context.store, scenario_file, options)

@@ -253,7 +253,14 @@ def send_pending(queue: ClusterQueue, smtp: SmtpSettings, *, limit: int = 100) -
     try:
         for row in rows:
             try:
-                client.send_message(build_message(smtp, row["recipient"], row["subject"], row["body"]))
+                message = build_message(smtp, row["recipient"], row["subject"], row["body"])
+            except ValueError as exc:  # e.g. a line break in a header: retrying cannot help
+                _give_up(queue, row["id"], f"cannot build the e-mail: {exc}")
+                report.failed += 1
+                report.errors.append(f"e-mail {row['id']} to {row['recipient']}: {exc}")  # type: ignore[union-attr]
+                continue
+            try:
+                client.send_message(message)
             except (OSError, smtplib.SMTPException) as exc:
                 _release(queue, [row["id"]], f"{type(exc).__name__}: {exc}")
                 report.failed += 1
@@ -277,6 +284,15 @@ def send_pending(queue: ClusterQueue, smtp: SmtpSettings, *, limit: int = 100) -
         except (OSError, smtplib.SMTPException):
             pass
     return report
+
+
+def _give_up(queue: ClusterQueue, email_id: int, error: str) -> None:
+    with queue.transaction() as connection:
+        connection.execute(
+            update(EMAILS)
+            .where(EMAILS.c.id == email_id)
+            .values(attempts=MAX_SEND_ATTEMPTS, claimed_until=None, last_error=error[:2000])
+        )
 
 
 def _release(queue: ClusterQueue, ids: list[int], error: str) -> None:

@@ -255,6 +255,8 @@ def _validate_request(request: JobRequest) -> dict[str, Any]:
     name = (request.name or "").strip()
     if not name or len(name) > 200:
         raise WattwiseError("a job needs a name of 1 to 200 characters (--name)")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise WattwiseError(f"a job name must not contain control characters such as line breaks: {name!r}")
     given = [
         k for k, v in (("command", request.command), ("folder", request.folder), ("git URL", request.git_url)) if v
     ]

@@ -38,10 +38,16 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    if parsed.drivername in ("postgresql", "postgres"):
+    if parsed.drivername.split("+")[0] in ("postgresql", "postgres"):
+        # psycopg 3 always: bulk sample writes use its COPY API
         parsed = parsed.set(drivername="postgresql+psycopg")
+    connect_args: dict[str, int] = {}
+    if parsed.drivername == "postgresql+psycopg":
+        # a dead network must surface as an error, not a connection that hangs for minutes
+        connect_args = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+                        "keepalives_count": 3}
     try:
-        return create_engine(parsed, pool_pre_ping=True)
+        return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
     except ModuleNotFoundError as exc:
         raise WattwiseError(
             f"the database driver for {parsed.drivername} is not installed ({exc.name}); "

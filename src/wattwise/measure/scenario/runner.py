@@ -64,6 +64,9 @@ class RunOptions:
     command_timeout_s: float = 3600.0
     boot_timeout_s: float = 300.0
     on_run_created: Callable[[int], None] | None = None  # called with the run id as soon as the run exists
+    #: set by a caller (the cluster client) to stop the run: checked in waits and between steps; the run ends
+    #: failed with everything removed, like a failing step
+    cancel: threading.Event | None = None
 
 
 @dataclass
@@ -75,6 +78,10 @@ class ScenarioResult:
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     output: str | None = None  # the failing command's output
+
+
+class RunCancelled(WattwiseError):
+    """The caller set RunOptions.cancel."""
 
 
 class ScenarioInterrupted(KeyboardInterrupt):
@@ -107,12 +114,15 @@ class _Phases:
         self.progress = progress
         self.records: list[_PhaseRecord] = []
         self.current: str | None = None
+        self.check_cancel: Callable[[], None] = lambda: None
         #: takes a reading of every provider and returns the boundary time (the sampler's sample_now), so that
         #: counters are split exactly at phase boundaries rather than at the next sampling tick
         self.boundary: Callable[[], int] = clock.now_us
 
     @contextlib.contextmanager
     def phase(self, name: str, parent: str | None = None, hidden: bool = False) -> Iterator[None]:
+        if name != "[REMOVE]":  # cleanup always runs
+            self.check_cancel()
         start = self.boundary()
         if parent is None:
             self.current = name
@@ -132,6 +142,7 @@ class _Phases:
                     self.progress(name, seconds - max(left, 0.0), seconds)
                 if left <= 0:
                     return
+                self.check_cancel()
                 time.sleep(min(0.1, left))
 
     def save(self, store: Store, run_id: int) -> None:
@@ -215,6 +226,10 @@ class ScenarioRun:
         prefix = f"[{source}] " if self.options.echo_output else None
         return RunningCommand.start(process, self.clock.now_us(), command.command, on_line, prefix)
 
+    def _check_cancel(self) -> None:
+        if self.options.cancel is not None and self.options.cancel.is_set():
+            raise RunCancelled("the run was cancelled")
+
     def _wait(self, running: RunningCommand, timeout_s: float, what: str) -> int:
         deadline = time.monotonic() + timeout_s
         while True:
@@ -222,6 +237,10 @@ class ScenarioRun:
                 code = running.process.wait(timeout=0.2)
                 break
             except subprocess.TimeoutExpired:
+                if self.options.cancel is not None and self.options.cancel.is_set():
+                    self.backend.stop_process(running.process)
+                    running.finish(5)
+                    raise RunCancelled(f"{what}: stopped, the run was cancelled") from None
                 if time.monotonic() > deadline:
                     self.backend.stop_process(running.process)
                     running.finish(5)
@@ -450,6 +469,7 @@ class ScenarioRun:
             self.options.on_run_created(self.run_id)
         self.sampler = Sampler(self.store, self.run_id, clock=self.clock)
         self.phases.boundary = self.sampler.sample_now
+        self.phases.check_cancel = self._check_cancel
         for provider in providers:
             self.sampler.attach(provider, options.interval_s if provider.default_interval_s < 1 else None)
         status, error, exit_code, output = RunStatus.FINISHED, None, 0, None
