@@ -245,3 +245,37 @@ def test_ctrl_c_during_the_baseline_keeps_it(tmp_path: Path, sqlite_url: str, wa
     assert run.status == "interrupted"
     assert [p.name for p in store.phases(run.id)] == ["[BASELINE]"]
     assert run.results["phases"][0]["energy_j"] > 0
+
+
+def test_sigterm_stores_an_interrupted_run_and_removes_the_cgroup(
+    tmp_path: Path, sqlite_url: str, wattwise_argv: list[str]
+) -> None:
+    env = dict(os.environ, WATTWISE_DATA_DIR=str(tmp_path))
+    process = subprocess.Popen([*wattwise_argv, "measure", "--baseline", "0", "--db", sqlite_url, "--", "sleep", "30"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = Store(sqlite_url)
+    deadline = time.time() + 20
+    while time.time() < deadline and not (store.list_runs() and store.sample_count(store.list_runs()[0].id) > 5):
+        time.sleep(0.2)
+    run_id = store.list_runs()[0].id
+    process.terminate()
+    process.communicate(timeout=30)
+    assert process.returncode == 130
+    run = store.get_run(run_id)
+    assert run.status == "interrupted" and run.exit_code is not None
+    assert [p.name for p in store.phases(run_id)] == ["[RUNTIME]"]
+    from wattwise.providers.cgroup import CgroupMounts
+
+    mounts = CgroupMounts.from_mountinfo()
+    for directory in (mounts.v1_dir("cpuacct", f"/wattwise/run-{run_id}-{process.pid}"),
+                      mounts.v2_dir(f"/wattwise/run-{run_id}-{process.pid}")):
+        assert directory is None or not directory.exists(), f"{directory} was left behind"
+
+
+def test_output_piped_into_a_reader_that_stops_early(tmp_path: Path, sqlite_url: str, wattwise_argv: list[str]) -> None:
+    env = dict(os.environ, WATTWISE_DATA_DIR=str(tmp_path))
+    command = f"{' '.join(wattwise_argv)} measure --baseline 0 --db {sqlite_url} -- seq 1 300000 | head -1"
+    result = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "1"
+    run = Store(sqlite_url).list_runs()[0]
+    assert run.status == "finished" and run.exit_code == 0

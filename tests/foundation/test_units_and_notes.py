@@ -40,6 +40,8 @@ def test_note_lines_in_every_resolution() -> None:
     assert parse_note_line("1700000000 started") == (1700000000000000, "started")
     assert parse_note_line("1700000000123 ms note") == (1700000000123000, "ms note")
     assert parse_note_line("1700000000123456789 ns note") == (1700000000123456, "ns note")
+    assert parse_note_line("1700000000.75 fractional seconds") == (1700000000750000, "fractional seconds")
+    assert parse_note_line("1700000000123.5 fractional ms") == (1700000000123500, "fractional ms")
     assert parse_note_line("12345 not a time") is None
     assert parse_note_line("hello 1700000000123456") is None
     assert parse_note_line("1700000000123456") is None  # a time alone is not a note

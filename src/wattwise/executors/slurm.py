@@ -52,7 +52,10 @@ def submit(
         return Submission(None, argv, begin, plan)
     if shutil.which(argv[0]) is None:
         raise WattwiseError(f"{argv[0]} not found: is the Slurm client installed and on PATH?")
-    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise WattwiseError("sbatch did not answer within 60 s: is slurmctld reachable?") from None
     if result.returncode != 0:
         raise WattwiseError(f"sbatch failed ({result.returncode}): {result.stderr.strip() or result.stdout.strip()}")
     match = _SUBMITTED_RE.search(result.stdout)

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -137,6 +138,7 @@ def measure_command(
     error: str | None = None
     exit_code: int | None = None
     cgroup: CreatedCgroup | None = None
+    restore_signals = _interrupt_on_termination()
     process: subprocess.Popen[bytes] | None = None
     readers: list[StreamCapture] = []
     notes: list[tuple[int, str, str]] = []
@@ -164,6 +166,8 @@ def measure_command(
                 with open(procs, "w") as handle:
                     handle.write(pid)
 
+        if cgroup is not None:  # attached while the cgroup is still empty: the command's first CPU time counts
+            sampler.attach(CgroupProvider(cgroup.unit), options.interval_s, label=UNIT_LABEL)
         runtime_start = sampler.sample_now()
         try:
             process = subprocess.Popen(
@@ -177,8 +181,6 @@ def measure_command(
             )
         except OSError as exc:
             raise WattwiseError(f"could not start {argv[0]}: {exc.strerror}") from exc
-        if cgroup is not None:
-            sampler.attach(CgroupProvider(cgroup.unit), options.interval_s, label=UNIT_LABEL)
 
         def read_note(line: str) -> None:
             note = parse_note_line(line)
@@ -210,8 +212,9 @@ def measure_command(
         interrupted = True
         status = RunStatus.INTERRUPTED
         error = "interrupted (Ctrl-C)"
-        if process is not None and process.poll() is None:
-            _terminate(process, cgroup)
+        if process is not None:
+            if process.poll() is None:
+                _terminate(process, cgroup)
             exit_code = process.returncode
     except WattwiseError as exc:
         status = RunStatus.FAILED
@@ -224,20 +227,29 @@ def measure_command(
             store.add_phase(run_id, "[BASELINE]", baseline_start, clock.now_us())  # cut short (Ctrl-C)
         if runtime_start is not None and runtime_end is None:
             runtime_end = clock.now_us()
-        if cgroup is not None:
-            cgroup.kill_all()  # children the command left behind
-        for reader in readers:
-            reader.join(timeout=5)
-        warnings = sampler.stop()
-        if runtime_start is not None and runtime_end is not None:
-            store.add_phase(run_id, "[RUNTIME]", runtime_start, runtime_end)
-        for reader, stream_name in zip(readers, ("stdout", "stderr"), strict=False):
-            if reader.text:
-                store.add_log(run_id, "command", stream_name, reader.text)
-        store.add_notes(run_id, notes)
-        if cgroup is not None:
-            cgroup.remove()
-        store.finish_run(run_id, status, error=error, exit_code=exit_code, warnings=warnings)
+        warnings: list[str] = []
+        try:
+            if cgroup is not None:
+                cgroup.kill_all()  # children the command left behind
+            for reader in readers:
+                reader.join(timeout=5)
+            warnings = sampler.stop()
+            if runtime_start is not None and runtime_end is not None:
+                store.add_phase(run_id, "[RUNTIME]", runtime_start, runtime_end)
+            for reader, stream_name in zip(readers, ("stdout", "stderr"), strict=False):
+                if reader.text:
+                    store.add_log(run_id, "command", stream_name, reader.text)
+            store.add_notes(run_id, notes)
+        finally:  # whatever failed above (e.g. the database went away), the cgroup goes and the run is closed
+            if cgroup is not None:
+                cgroup.kill_all()
+                cgroup.remove()
+            try:
+                store.finish_run(run_id, status, error=error, exit_code=exit_code, warnings=warnings)
+            except Exception:
+                if status == RunStatus.FINISHED:
+                    raise
+    restore_signals()
     from wattwise.analysis import summarize_run
 
     summary = summarize_run(store, run_id)
@@ -245,6 +257,28 @@ def measure_command(
     if interrupted:
         raise KeyboardInterrupt
     return MeasureResult(run_id, status, exit_code, summary, warnings, error)
+
+
+def _interrupt_on_termination() -> Callable[[], None]:
+    """SIGTERM and SIGHUP (timeout, systemd, a closed terminal) end the measurement like Ctrl-C: the run is stored
+    as interrupted with its samples, its cgroup removed. Only on the main thread and where no one else handles
+    those signals (a cluster client has its own handler). Returns the function that restores the handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) == signal.SIG_DFL:
+            previous[signum] = signal.signal(signum, handler)
+
+    def restore() -> None:
+        for signum, old_handler in previous.items():
+            signal.signal(signum, old_handler)
+
+    return restore
 
 
 def _env(extra: dict[str, str] | None) -> dict[str, str] | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-_NOTE_RE = re.compile(r"^\s*(\d{10}|\d{13}|\d{16}|\d{19})(?:\.\d+)?\s+(\S.*?)\s*$")
+_NOTE_RE = re.compile(r"^\s*(\d{10}|\d{13}|\d{16}|\d{19})(\.\d+)?\s+(\S.*?)\s*$")
 _SCALE = {10: 1_000_000, 13: 1_000, 16: 1, 19: 0}
 
 
@@ -17,8 +17,11 @@ def parse_note_line(line: str) -> tuple[int, str] | None:
     match = _NOTE_RE.match(line)
     if not match:
         return None
-    digits = match.group(1)
-    value = int(digits)
+    digits, fraction = match.group(1), match.group(2)
     scale = _SCALE[len(digits)]
-    t_us = value * scale if scale else value // 1000
-    return t_us, match.group(2)
+    if not scale:  # nanoseconds
+        return int(digits) // 1000, match.group(3)
+    t_us = int(digits) * scale
+    if fraction:  # e.g. time.time() printed as 1700000000.75
+        t_us += round(float(fraction) * scale)
+    return t_us, match.group(3)

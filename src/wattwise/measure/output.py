@@ -36,8 +36,11 @@ class StreamCapture(threading.Thread):
             line = raw.decode(errors="replace")
             if self.echo_prefix is not None or self.echo is not None:
                 target = self.echo or sys.stderr
-                target.write(f"{self.echo_prefix or ''}{line}")
-                target.flush()
+                try:
+                    target.write(f"{self.echo_prefix or ''}{line}")
+                    target.flush()
+                except (BrokenPipeError, OSError, ValueError):  # the reader went away (`| head`): keep draining
+                    self.echo = self.echo_prefix = None
             if self.size < MAX_LOG_CHARS:
                 self.chunks.append(line)
                 self.size += len(line)

@@ -113,12 +113,14 @@ class Sampler:
         self._flush_stop.set()
         if self._flusher is not None:
             self._flusher.join()
-        self.flush()
-        for attached in self._attached:
-            try:
-                attached.provider.close()
-            except Exception as exc:
-                self._warn(f"provider {attached.label}: close failed: {exc}")
+        try:
+            self.flush()
+        finally:
+            for attached in self._attached:
+                try:
+                    attached.provider.close()
+                except Exception as exc:
+                    self._warn(f"provider {attached.label}: close failed: {exc}")
         return self.warnings
 
     # --- sampling -------------------------------------------------------------------------------

@@ -50,8 +50,9 @@ REGISTRY: dict[str, str] = {
 }
 #: sampled by default on the machine when available (cgroup is per unit, always attached)
 DEFAULT_MACHINE = ("cpu", "network", "rapl", "ipmi", "nvml", "hwmon", "sensors", "estimate")
-#: sources of measured machine-level power; when one is available the estimate is not needed
-POWER_SENSORS = ("rapl", "ipmi", "nvml")
+#: sources of measured CPU/machine power; when one is available the estimate is not needed (a GPU sensor alone
+#: does not see the CPUs: the estimate then covers them and GPU energy is added)
+POWER_SENSORS = ("rapl", "ipmi")
 
 
 def provider_class(name: str) -> type[Provider]:

@@ -403,6 +403,21 @@ class CreatedCgroup:
                 pass
 
 
+def _enable_v2_controllers(parent: Path) -> None:
+    """Give children of `parent` the cpu and memory controllers (memory.current, memory.peak) where the v2
+    hierarchy has them. The parent holds no processes, so this is allowed; where it fails, CPU time still comes
+    from cpu.stat, which every v2 cgroup has."""
+    available = (
+        set((parent / "cgroup.controllers").read_text().split()) if (parent / "cgroup.controllers").exists() else set()
+    )
+    for controller in ("cpu", "memory"):
+        if controller in available:
+            try:
+                (parent / "cgroup.subtree_control").write_text(f"+{controller}")
+            except OSError:
+                pass
+
+
 def create_unit_cgroup(
     label: str, name: str, mounts: CgroupMounts | None = None, parent: str = "wattwise"
 ) -> CreatedCgroup:
@@ -427,7 +442,10 @@ def create_unit_cgroup(
     for controller, mount_point in targets:
         directory = mount_point / parent / name
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            directory.parent.mkdir(parents=True, exist_ok=True)
+            if not controller:
+                _enable_v2_controllers(directory.parent)
+            directory.mkdir(exist_ok=True)
         except OSError as exc:
             errors.append(f"{directory}: {exc.strerror}")
             continue
