@@ -167,12 +167,17 @@ def test_trusted_proxies_and_members_from_units(db_url: str) -> None:
     client = TestClient(create_app(store, config, today=lambda: TODAY))  # TestClient's peer is "testclient"
     assert client.get("/api/v1/me", headers=as_user("alice")).status_code == 401
     assert client.get("/api/v1/me", headers=bearer("alice-secret")).status_code == 200
-    derived = AccessConfig.from_dict({"members_from_units": True, "projects": {}})
+    derived = AccessConfig.from_dict({"members_from_units": True, "projects": {}, "trusted_header": "X-Grafana-User"})
     client = TestClient(create_app(store, derived, today=lambda: TODAY))
     assert client.get("/api/v1/me", headers=as_user("bob")).json()["projects"] == ["astro", "secret"]
     no_header = AccessConfig.from_dict({"trusted_header": None})
     client = TestClient(create_app(store, no_header, today=lambda: TODAY))
     assert client.get("/api/v1/me", headers=as_user("alice")).status_code == 401
+    # an access file that does not name a trusted header trusts none: nobody becomes "ops" by saying so
+    tokens_only = AccessConfig.from_dict({"admins": ["ops"], "tokens": ACCESS["tokens"]})
+    client = TestClient(create_app(store, tokens_only, today=lambda: TODAY))
+    assert client.get("/api/v1/me", headers=as_user("ops")).status_code == 401
+    assert client.get("/api/v1/admin/usage", headers=as_user("ops")).status_code == 401
     store.close()
 
 

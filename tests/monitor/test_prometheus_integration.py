@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -195,6 +196,12 @@ def _check_guard(guard: TestClient, stack: Stack) -> None:
         response = query(forbidden, dave)
         assert response.status_code == 403, forbidden
         assert response.json()["errorType"] == "forbidden"
+    # the body Prometheus would read is the body the guard checks, whatever the Content-Type's spelling
+    own_url = "/api/v1/query?query=" + quote('wattwise_unit_power_watts{user="dave"}')
+    sneaky = guard.post(own_url, content=b"query=up", headers={**dave, "Content-Type": "Application/X-WWW-Form-Urlencoded"})
+    assert sneaky.status_code == 403, sneaky.text
+    odd = guard.post(own_url, content=b"query=up", headers={**dave, "Content-Type": "text/plain"})
+    assert odd.status_code == 400, odd.text
     ranged = guard.get("/api/v1/query_range", headers=dave, params={
         "query": 'wattwise_unit_power_watts{user="erin"}', "start": time.time() - 60, "end": time.time(), "step": 5})
     assert ranged.status_code == 403

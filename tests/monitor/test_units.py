@@ -311,7 +311,7 @@ def test_monitor_api_and_proxy_commands_serve(tmp_path: Path) -> None:
     from tests.monitor.conftest import free_port
 
     access = tmp_path / "access.yml"
-    access.write_text("admins: [ops]\nprojects:\n  astro: [alice]\n")
+    access.write_text("admins: [ops]\ntrusted_header: X-Grafana-User\nprojects:\n  astro: [alice]\n")
     db = str(tmp_path / "monitor.db")
     api_port, proxy_port = free_port(), free_port()
     api = _serve(["monitor-api", "--listen", f"127.0.0.1:{api_port}", "--prometheus", "http://127.0.0.1:9",

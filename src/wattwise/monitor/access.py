@@ -3,9 +3,10 @@
 A request's user comes from, in this order:
 
 1. ``Authorization: Bearer <token>``: the token's SHA-256 (hex) is looked up in ``tokens``;
-2. the trusted header (default ``X-Grafana-User``, which Grafana sends to data sources when
-   ``send_user_header = true``), but only when ``trusted_header`` is set and, if ``trusted_proxies``
-   is set, the request comes from one of those addresses (the front proxy or Grafana).
+2. the header named by ``trusted_header`` (e.g. ``X-Grafana-User``, which Grafana sends to data sources
+   when ``send_user_header = true``), only when the access file sets ``trusted_header`` and, if
+   ``trusted_proxies`` is set, the request comes from one of those addresses (the front proxy or Grafana).
+   Without any access file, ``X-Grafana-User`` is trusted (the services listen on loopback by default).
 
 No user: HTTP 401. Admins (``admins``) see everything. Everyone else sees the units whose ``user`` is
 them and the units of the projects they are a member of (``projects``). With
@@ -98,7 +99,9 @@ class AccessConfig:
             if not isinstance(members, list):
                 raise ConfigError(f"{where}: projects.{project} must be a list of user names")
             projects[str(project)] = frozenset(str(m) for m in members)
-        header = data.get("trusted_header", DEFAULT_HEADER)
+        # an access file trusts a header only when it says so: a tokens-only file must not let anyone claim
+        # any user (admins included) by sending X-Grafana-User
+        header = data.get("trusted_header")
         return cls(names("admins"), str(header) if header else None, names("trusted_proxies"), tokens, projects,
                    bool(data.get("members_from_units", False)))
 

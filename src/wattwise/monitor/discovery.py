@@ -25,6 +25,7 @@ of 1,000 units must stay under 100 ms; :func:`read_usage` returns the same :clas
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -41,8 +42,12 @@ READ_CONTROLLERS = ("cpuacct", "memory", "cpuset")
 WALK_CONTROLLERS = ("cpuacct", "memory", "cpu", "pids", "name=systemd")
 UNLIMITED = 2**62
 
-_SLURM_V2 = re.compile(r"(?:^|/)[^/]*slurmstepd\.scope/job_(\d+)$")
-_SLURM_V1 = re.compile(r"(?:^|/)slurm[^/]*/uid_(\d+)/job_(\d+)$")
+# anchored at the hierarchy root: a look-alike path made by a user inside their own delegated cgroup tree
+# (user.slice/.../user@UID.service/...) must never pass for a Slurm job
+log = logging.getLogger(__name__)
+
+_SLURM_V2 = re.compile(r"^(?:system\.slice/)?[^/]*slurmstepd\.scope/job_(\d+)$")
+_SLURM_V1 = re.compile(r"^slurm[^/]*/uid_(\d+)/job_(\d+)$")
 _DOCKER = re.compile(r"(?:^|/)(?:docker-([0-9a-f]{64})\.scope|docker/([0-9a-f]{64}))$")
 _PODMAN = re.compile(r"(?:^|/)libpod-([0-9a-f]{64})(?:\.scope)?$")
 _SERVICE = re.compile(r"^system\.slice/([^/]+\.service)$")
@@ -162,8 +167,14 @@ def discover_units(mounts: CgroupMounts, managers: frozenset[str] | None = None)
         controller_roots = {
             c: _hierarchy_root(mounts.v1[c]) for c in READ_CONTROLLERS if c in mounts.v1
         }
+        seen_v1: set[tuple[str, str]] = set()
         for relative, match in _walk(walk_root, managers):
-            unit = units.setdefault((match.manager, match.unit_id), Unit(match.manager, match.unit_id))
+            key = (match.manager, match.unit_id)
+            if key in seen_v1:  # a second directory claiming the same unit: keep the first, never merge
+                log.warning("cgroup %s claims %s %s again; ignored", relative, *key)
+                continue
+            seen_v1.add(key)
+            unit = units.setdefault(key, Unit(match.manager, match.unit_id))
             unit.path_uid = match.path_uid if match.path_uid is not None else unit.path_uid
             # not checked with a stat per controller (that is 3,000 system calls for 1,000 units): a
             # controller without this directory just gives no values when its files are read
@@ -171,8 +182,14 @@ def discover_units(mounts: CgroupMounts, managers: frozenset[str] | None = None)
                 unit.v1[controller] = f"{controller_root}/{relative}"
     if mounts.v2 is not None:
         v2_root = _hierarchy_root(mounts.v2)
+        seen_v2: set[tuple[str, str]] = set()
         for relative, match in _walk(v2_root, managers):
-            unit = units.setdefault((match.manager, match.unit_id), Unit(match.manager, match.unit_id))
+            key = (match.manager, match.unit_id)
+            if key in seen_v2:
+                log.warning("cgroup %s claims %s %s again; ignored", relative, *key)
+                continue
+            seen_v2.add(key)
+            unit = units.setdefault(key, Unit(match.manager, match.unit_id))
             unit.v2 = f"{v2_root}/{relative}"
     return list(units.values())
 

@@ -91,6 +91,20 @@ def create_proxy(prometheus_url: str, access: AccessConfig, store: Store | None 
         out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS}
         return Response(upstream.content, status_code=upstream.status_code, headers=out_headers)
 
+    async def forward_checked(request: Request, params: list[tuple[str, str]]) -> Response:
+        """Forward exactly the parameters the guard checked, as a GET: never the original body or URL, so that
+        what Prometheus evaluates cannot differ from what was checked (e.g. a body under an unusual
+        Content-Type that the guard did not read but Prometheus would)."""
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower() not in HOP_HEADERS and k.lower() not in ("content-type", "content-length")}
+        client: httpx.AsyncClient = request.app.state.client
+        try:
+            upstream = await client.request("GET", request.url.path, params=params, headers=headers)
+        except httpx.HTTPError as exc:
+            return _error(502, "unavailable", f"Prometheus at {base} is not reachable: {exc}")
+        out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS}
+        return Response(upstream.content, status_code=upstream.status_code, headers=out_headers)
+
     @app.api_route("/{path:path}", methods=["GET", "POST"])
     async def guard(path: str, request: Request) -> Response:
         who = access.identify(request.headers, request.client.host if request.client else None, unit_projects)
@@ -102,8 +116,10 @@ def create_proxy(prometheus_url: str, access: AccessConfig, store: Store | None 
         if who.admin or route in OPEN_PATHS:
             return await forward(request, body)
         params: list[tuple[str, str]] = list(request.query_params.multi_items())
-        if request.method == "POST" and request.headers.get("content-type", "").startswith(
-                "application/x-www-form-urlencoded"):
+        if request.method == "POST" and body:
+            media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if media_type != "application/x-www-form-urlencoded":
+                return _error(400, "bad_data", "POST bodies must be application/x-www-form-urlencoded")
             from urllib.parse import parse_qsl
 
             params += parse_qsl(body.decode(errors="replace"), keep_blank_values=True)
@@ -128,6 +144,6 @@ def create_proxy(prometheus_url: str, access: AccessConfig, store: Store | None 
             return _error(403, "forbidden", str(exc))
         except PromQLError as exc:
             return _error(400, "bad_data", f"the guard cannot read this query: {exc}")
-        return await forward(request, body)
+        return await forward_checked(request, params)
 
     return app
