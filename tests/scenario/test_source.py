@@ -156,3 +156,28 @@ def test_collected_lines(tmp_path: Path) -> None:
     assert collected.sci_r == 7.0
     assert (1_700_000_001_000_000, "step", "a note") in collected.notes
     assert collected.warnings == []  # 'x' does not match the regex's \d+, so the line is not the metric
+
+
+def test_merge_keys_can_be_overridden_but_explicit_duplicates_cannot(tmp_path: Path) -> None:
+    text = """\
+x-common: &common
+  image: busybox
+  environment: {A: "1"}
+x-more: &more
+  image: other
+  labels: {team: green}
+name: merge
+services:
+  app:
+    <<: *common
+    image: localhost/wattwise-busybox
+  multi:
+    <<: [*common, *more]
+"""
+    doc = load_document(write(tmp_path, "s.yml", text))
+    assert doc.value["services"]["app"] == {"image": "localhost/wattwise-busybox", "environment": {"A": "1"}}
+    # with a list of sources the first one wins, as in YAML's merge-key rules
+    assert doc.value["services"]["multi"]["image"] == "busybox"
+    assert doc.value["services"]["multi"]["labels"] == {"team": "green"}
+    with pytest.raises(ScenarioError, match="duplicate key"):
+        load_document(write(tmp_path, "d.yml", "name: a\nname: b\n"))

@@ -26,6 +26,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from wattwise.measure.scenario.problems import KeyPath, Location, Problem, ScenarioError
 
 VARIABLE_RE = re.compile(r"__GMT_VAR_(\w+?)__")
+MERGE_TAG = "tag:yaml.org,2002:merge"
 INCLUDE_TAG = "!include"
 MAX_INCLUDE_DEPTH = 10
 
@@ -187,6 +188,8 @@ class _Reader:
         if node.tag == INCLUDE_TAG:
             return self.include(node, file, path, locations)
         if isinstance(node, MappingNode):
+            # keys written in this mapping itself; keys merged in with `<<: *anchor` may be overridden by them
+            explicit = {id(k) for k, _ in node.value if not (isinstance(k, ScalarNode) and k.tag == MERGE_TAG)}
             try:
                 loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
             except yaml.MarkedYAMLError as exc:
@@ -194,6 +197,7 @@ class _Reader:
                 return {}
             result: dict[Any, Any] = {}
             first_line: dict[Any, int] = {}
+            first_explicit: dict[Any, bool] = {}
             for key_node, value_node in node.value:
                 if not isinstance(key_node, ScalarNode):
                     self.problem(Location(file, key_node.start_mark.line + 1), path, "keys must be plain text")
@@ -202,14 +206,20 @@ class _Reader:
                 if isinstance(key, bool | int | float) or key is None:
                     key = key_node.value  # `80: x` or `on: x` keep their text
                 line = key_node.start_mark.line + 1
+                is_explicit = id(key_node) in explicit
                 if key in first_line:
-                    self.problem(
-                        Location(file, line),
-                        (*path, key),
-                        f"duplicate key (first given on line {first_line[key]})",
-                    )
-                    continue
+                    if first_explicit[key] and is_explicit:
+                        self.problem(
+                            Location(file, line),
+                            (*path, key),
+                            f"duplicate key (first given on line {first_line[key]})",
+                        )
+                        continue
+                    # a merged value overridden (by the mapping's own key, or by an earlier merge source):
+                    # PyYAML puts the winner last, as here
+                    locations[(*path, key)] = Location(file, line)
                 first_line[key] = line
+                first_explicit[key] = first_explicit.get(key, False) or is_explicit
                 locations.setdefault((*path, key), Location(file, line))
                 result[key] = self.convert(value_node, loader, file, (*path, key), locations)
             return result
