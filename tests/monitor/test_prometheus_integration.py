@@ -185,7 +185,9 @@ def _check_guard(guard: TestClient, stack: Stack) -> None:
     assert own.status_code == 200, own.text
     assert [r["metric"]["unit"] for r in own.json()["data"]["result"]] == ["77"]
     assert query('wattwise_unit_energy_joules_total{project="physics"}', dave, "POST").status_code == 200
-    assert query('rate(wattwise_unit_cpu_seconds_total{unit="77"}[1m])', dave).status_code == 200
+    assert query('rate(wattwise_unit_cpu_seconds_total{hostname="node01", manager="slurm", unit="77"}[1m])',
+                 dave).status_code == 200
+    assert query('rate(wattwise_unit_cpu_seconds_total{unit="77"}[1m])', dave).status_code == 403  # id alone
     recorded = query('user:wattwise_unit_power_watts:sum{user="dave"}', dave)
     assert recorded.status_code == 200 and recorded.json()["data"]["result"]
     for forbidden in ('wattwise_unit_power_watts{user="erin"}', "wattwise_unit_power_watts",

@@ -179,16 +179,19 @@ def test_unreadable_queries_are_errors(bad: str) -> None:
 
 
 def test_check_access_policy() -> None:
-    def units(ids: list[str]) -> bool:
-        return set(ids) <= {"100", "101"}
+    def units(keys: list[tuple[str, str, str]]) -> bool:
+        return set(keys) <= {("n1", "slurm", "100"), ("n1", "slurm", "101")}
 
-    ok = ['a{user="alice"}', 'a{project="astro"}', 'a{project=~"astro|bio"}', 'a{unit="100"}',
-          'a{unit=~"100|101"}', 'sum by (unit) (rate(a{user="alice"}[5m])) / on (unit) b{unit="101"}',
+    ok = ['a{user="alice"}', 'a{project="astro"}', 'a{project=~"astro|bio"}',
+          'a{hostname="n1", manager="slurm", unit="100"}', 'a{hostname="n1",manager="slurm",unit=~"100|101"}',
+          'sum by (unit) (rate(a{user="alice"}[5m])) / on (unit) b{unit="101", hostname="n1", manager="slurm"}',
           '{user="alice"}', 'a{user=~"alice"}']
     for expression in ok:
         check_access(expression, "alice", {"astro", "bio"}, units)
     denied = ["a", 'a{user="bob"}', 'a{user!="alice"}', 'a{user=~"alice|bob"}', 'a{user=~"al.*"}',
               'a{project="chem"}', 'a{project=~"astro|chem"}', 'a{unit="200"}', 'a{unit=~"100|200"}',
+              'a{unit="100"}', 'a{unit="100", hostname="n1"}', 'a{unit="100", hostname="n2", manager="slurm"}',
+              'a{unit="100", hostname=~"n1|n2", manager="slurm"}',
               'a{user="alice"} + b', '{__name__=~".+"}', 'a{user=""}', 'a{user=~"alic."}', 'a{project=""}']
     for expression in denied:
         with pytest.raises(AccessDenied):

@@ -215,8 +215,19 @@ def _values(matcher: Matcher) -> list[str] | None:
     return None
 
 
+UnitKey = tuple[str, str, str]  # (hostname, manager, unit id): unit ids repeat across nodes and managers
+
+
+def _single(selector: Selector, label: str) -> str | None:
+    values = [m.value for m in selector.matchers if m.label == label and m.op == "=" and m.value]
+    return values[0] if len(values) == 1 else None
+
+
 def owned(selector: Selector, user: str, projects: Iterable[str],
-          units_visible: Callable[[list[str]], bool]) -> bool:
+          units_visible: Callable[[list[UnitKey]], bool]) -> bool:
+    """A selector is owned when it pins user= to the caller, project= to their projects, or unit= to their
+    units together with hostname= and manager= (a unit id alone is not unique: job 4242 of node01 is not job
+    4242 of another node or cluster, and units not yet pulled into the database would pass unseen)."""
     project_set = set(projects)
     for matcher in selector.matchers:
         values = _values(matcher)
@@ -226,13 +237,15 @@ def owned(selector: Selector, user: str, projects: Iterable[str],
             return True
         if matcher.label == "project" and all(v in project_set for v in values):
             return True
-        if matcher.label == "unit" and units_visible(values):
-            return True
+        if matcher.label == "unit":
+            hostname, manager = _single(selector, "hostname"), _single(selector, "manager")
+            if hostname and manager and units_visible([(hostname, manager, v) for v in values]):
+                return True
     return False
 
 
 def check_access(expression: str, user: str, projects: Iterable[str],
-                 units_visible: Callable[[list[str]], bool]) -> list[Selector]:
+                 units_visible: Callable[[list[UnitKey]], bool]) -> list[Selector]:
     """Raise AccessDenied unless every selector of the expression is owned (see the module doc)."""
     found = selectors(expression)
     projects = list(projects)
@@ -242,5 +255,5 @@ def check_access(expression: str, user: str, projects: Iterable[str],
             raise AccessDenied(
                 f"{user} may not query {name} at position {selector.position}: add user=\"{user}\""
                 + (f", project=\"<one of {', '.join(sorted(projects))}>\"" if projects else "")
-                + " or unit=\"<one of your units>\" to every selector")
+                + " or hostname=, manager= and unit=\"<one of your units>\" to every selector")
     return found

@@ -66,17 +66,19 @@ def create_proxy(prometheus_url: str, access: AccessConfig, store: Store | None 
                 MonitorUnit.user == user, MonitorUnit.project != "").distinct()))
 
     def units_visible_for(who: Identity):
-        def visible(unit_ids: list[str]) -> bool:
-            """Every id is a unit in the database, and every unit with that id is the user's or their
+        def visible(keys: list[tuple[str, str, str]]) -> bool:
+            """Every (hostname, manager, unit) is a unit in the database, and it is the user's or their
             project's."""
             if store is None:
                 return False
             with store.session() as session:
-                rows = session.execute(select(MonitorUnit.unit_id, MonitorUnit.user, MonitorUnit.project).where(
-                    MonitorUnit.unit_id.in_(unit_ids))).all()
-            if {row[0] for row in rows} != set(unit_ids):
-                return False
-            return all(user == who.user or (project and project in who.projects) for _, user, project in rows)
+                for hostname, manager, unit_id in set(keys):
+                    row = session.execute(select(MonitorUnit.user, MonitorUnit.project).where(
+                        MonitorUnit.hostname == hostname, MonitorUnit.manager == manager,
+                        MonitorUnit.unit_id == unit_id)).first()
+                    if row is None or not (row[0] == who.user or (row[1] and row[1] in who.projects)):
+                        return False
+            return True
 
         return visible
 
