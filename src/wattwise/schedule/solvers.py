@@ -157,7 +157,7 @@ def suspend_resume(c: np.ndarray, startup_j: np.ndarray, work_j: np.ndarray, *,
     (or not started, ``k = 0``). Per slot: a hot job may stop (``S = min(S, H)`` where allowed), a suspended
     one may begin a startup (arriving hot ``n_startup`` slots later, ``g+1``, at the cost of those slots),
     and a hot one works slot ``t`` (``H'[k+1] = H[k] + work_j[k]·c[t]``). The optimum is the least
-    ``H[·, L]`` over time. ``O(T · L · G)`` time with ``G = 1`` without a resume limit, one bit per state
+    ``H[·, L]`` over time. ``O(T · L · G)`` time with ``G = 1`` without a resume limit, one byte per state
     and slot for the backtrack. Ties go to the earliest finish and the fewest starts.
     """
     blocked_b = None if blocked is None else np.asarray(blocked, dtype=bool)[None, :]
