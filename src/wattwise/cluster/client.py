@@ -187,7 +187,7 @@ class Client:
                 config.control_workload,
                 self.machine_id,
                 self.executors,
-                lambda: self._context(threading.Event()),
+                lambda: self._context(self.stop_event),  # stopping the client stops the control workload too
             )
 
     # --- status -----------------------------------------------------------------------------------
@@ -563,6 +563,9 @@ class Client:
             return
         self.set_status(MachineStatus.CONTROL_WORKLOAD, "running the control-workload validation")
         result = self.control.validate()
+        if self.stop_event.is_set():  # cut short by a stop: judge nothing, pause nothing
+            log.info("control workload: stopped before it finished; not judged")
+            return
         self.queue.set_control_workload_time(self.machine_id)
         machine = self.queue.get_machine(self.machine_id)
         prefix = "control workload: "
@@ -635,6 +638,8 @@ class Client:
     # --- cron mode --------------------------------------------------------------------------------
     def run_one(self) -> JobInfo | None:
         """`wattwise jobs run-one`: register, then process at most one job (gate, claim, run, cleanup)."""
+        if threading.current_thread() is threading.main_thread():  # cron's SIGTERM gives the job back, too
+            signal.signal(signal.SIGTERM, self.request_stop)
         self.start()
         self.queue.reclaim_expired(client_id=self.client_id)
         machine = self.queue.get_machine(self.machine_id)

@@ -186,6 +186,8 @@ class ControlWorkload:
         have = len(self.successful_runs(window))
         runs_now = max(1, window - have)
         for _ in range(runs_now):
+            if self.context().cancel.is_set():
+                return ValidationResult(False, "stopped before the control workload finished")
             result, _values, error = self.run_once()
             if error is not None:
                 return ValidationResult(False, error, run_ids=[result.run_id])

@@ -737,8 +737,8 @@ class ClusterQueue:
             else:
                 state, error = JobState.WAITING, None
             values: dict[str, Any] = {"state": state, "lease_owner": None, "lease_expires_at": None}
-            if state == JobState.WAITING:
-                values.update(started_at=None)
+            if state == JobState.WAITING:  # back in the queue: it is no machine's and has no run yet
+                values.update(started_at=None, running_machine_id=None, run_id=None)
             else:
                 values.update(ended_at=now, error=error)
             result = connection.execute(
@@ -873,6 +873,7 @@ class ClusterQueue:
             "lease_owner": None,
             "lease_expires_at": None,
             "started_at": None,
+            "run_id": None,
         }
         if not count_attempt:
             values["attempts"] = JOBS.c.attempts - 1
@@ -886,6 +887,8 @@ class ClusterQueue:
             if row is None:
                 return False
             self._record(connection, row[0] or "", client_id, "job-released", f"job {job_id}: {reason}", job_id=job_id)
+            # back in the queue it is no machine's (RETURNING above gave the machine it ran on)
+            connection.execute(update(JOBS).where(JOBS.c.id == job_id).values(running_machine_id=None))
             return True
 
     # --- e-mail queue -----------------------------------------------------------------------------
