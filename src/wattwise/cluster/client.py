@@ -378,6 +378,8 @@ class Client:
         )
         keeper.start()  # first: the lease must be renewed whatever happens next
         self._current = _Current(job, cancel)
+        if self.stop_event.is_set():  # a stop that came between the claim and now: do not start the job
+            cancel.set()
         try:
             try:
                 self.set_status(
