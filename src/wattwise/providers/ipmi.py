@@ -135,6 +135,14 @@ def _watts(value: str | None, label: str, text: str) -> float | None:
     return float(match.group(1))
 
 
+def _no_reading(text: str, tool_output: str) -> ProviderError:
+    """Why a tool's output holds no power reading: the BMC refuses (DcmiUnavailable), or it is not that output."""
+    unsupported = _unsupported_message(text)
+    if unsupported:
+        return DcmiUnavailable(f"BMC gives no DCMI power reading: {unsupported}")
+    return ProviderError(f"not {tool_output} output: {_excerpt(text)}")
+
+
 def parse_ipmitool_dcmi(text: str) -> DcmiPowerReading:
     """Parse ``ipmitool dcmi power reading`` output.
 
@@ -143,10 +151,7 @@ def parse_ipmitool_dcmi(text: str) -> DcmiPowerReading:
     """
     power = _watts(_field(text, "Instantaneous power reading"), "Instantaneous power reading", text)
     if power is None:
-        unsupported = _unsupported_message(text)
-        if unsupported:
-            raise DcmiUnavailable(f"BMC gives no DCMI power reading: {unsupported}")
-        raise ProviderError(f"not ipmitool 'dcmi power reading' output: {_excerpt(text)}")
+        raise _no_reading(text, "ipmitool 'dcmi power reading'")
     period_text = _field(text, "Sampling period")
     period_s: float | None = None
     if period_text:
@@ -168,10 +173,7 @@ def parse_freeipmi_dcmi(text: str) -> DcmiPowerReading:
     """Parse FreeIPMI ``ipmi-dcmi --get-system-power-statistics`` output (same errors as above)."""
     power = _watts(_field(text, "Current Power"), "Current Power", text)
     if power is None:
-        unsupported = _unsupported_message(text)
-        if unsupported:
-            raise DcmiUnavailable(f"BMC gives no DCMI power reading: {unsupported}")
-        raise ProviderError(f"not ipmi-dcmi --get-system-power-statistics output: {_excerpt(text)}")
+        raise _no_reading(text, "ipmi-dcmi --get-system-power-statistics")
     period_text = _field(text, "Statistics reporting time period")
     period_s: float | None = None
     if period_text:
