@@ -1,29 +1,16 @@
 #!/usr/bin/env bash
-# Set up wattwise for use: a virtual environment in .venv with wattwise and its dependencies.
-# Idempotent; safe to run again. Usage: bash scripts/setup.sh [--dev]
+# Set up wattwise for use: a virtual environment in .venv with wattwise and the exact dependency versions of
+# uv.lock (the one lock file; refresh it with scripts/lock.sh). Idempotent; seconds when nothing changed.
+# Usage: bash scripts/setup.sh [--dev]     (--dev adds the test and lint tools)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/uv-bootstrap.sh
 
-PYTHON="${PYTHON:-python3}"
-if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then
-    echo "wattwise needs Python 3.11 or newer ($PYTHON is $("$PYTHON" --version 2>&1))" >&2
-    exit 1
-fi
-if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
-    # missing, or left broken by an earlier failure (e.g. Debian's python3 without python3-venv)
-    rm -rf .venv
-    if ! "$PYTHON" -m venv .venv; then
-        echo "could not create a virtual environment; on Debian/Ubuntu: apt-get install python3-venv" >&2
-        exit 1
-    fi
-    rm -f .venv/.wattwise-installed-*
-fi
-extras="postgres"
-[[ "${1:-}" == "--dev" ]] && extras="dev"
-stamp=".venv/.wattwise-installed-$extras"
-if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e ".[$extras]"
-    touch "$stamp"
+if [[ "${1:-}" == "--dev" ]]; then
+    # exact: the venv holds what the lock says for the tests, nothing more
+    "$UV" sync --locked --extra postgres --extra dev
+else
+    # inexact: a developer's test tools already in .venv stay
+    "$UV" sync --locked --inexact --extra postgres
 fi
 echo "wattwise is installed in .venv ($(.venv/bin/wattwise --version))"
