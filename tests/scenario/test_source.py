@@ -181,3 +181,9 @@ services:
     assert doc.value["services"]["multi"]["labels"] == {"team": "green"}
     with pytest.raises(ScenarioError, match="duplicate key"):
         load_document(write(tmp_path, "d.yml", "name: a\nname: b\n"))
+
+
+def test_a_mapping_that_merges_itself_is_a_clear_error(tmp_path: Path) -> None:
+    text = "name: x\nx-a: &a\n  image: busybox\n  <<: *a\nservices:\n  s:\n    <<: *a\n"
+    with pytest.raises(ScenarioError, match="merges itself"):
+        load_document(write(tmp_path, "self.yml", text))

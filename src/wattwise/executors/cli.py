@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(slurm_app, name="slurm")
 
 
-@slurm_app.command("submit", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
+@slurm_app.command("submit", context_settings={"allow_interspersed_args": False})
 def submit_command(
     sbatch_args: Annotated[
         list[str], typer.Argument(help="sbatch arguments and script, after `--`.", show_default=False)

@@ -188,17 +188,16 @@ class _Reader:
         if node.tag == INCLUDE_TAG:
             return self.include(node, file, path, locations)
         if isinstance(node, MappingNode):
-            # keys written in this mapping itself; keys merged in with `<<: *anchor` may be overridden by them
-            explicit = {id(k) for k, _ in node.value if not (isinstance(k, ScalarNode) and k.tag == MERGE_TAG)}
             try:
-                loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
-            except yaml.MarkedYAMLError as exc:
-                self.problem(here, path, f"YAML merge key error: {exc.problem}")
+                pairs = _merge_key_pairs(node)  # YAML merge keys (<<: *anchor), resolved by the spec
+            except _MergeKeyError as exc:
+                self.problem(Location(file, exc.line), path, f"YAML merge key error: {exc}")
                 return {}
+            explicit = {id(k) for k, _ in node.value}
             result: dict[Any, Any] = {}
             first_line: dict[Any, int] = {}
             first_explicit: dict[Any, bool] = {}
-            for key_node, value_node in node.value:
+            for key_node, value_node in pairs:
                 if not isinstance(key_node, ScalarNode):
                     self.problem(Location(file, key_node.start_mark.line + 1), path, "keys must be plain text")
                     continue
@@ -215,8 +214,7 @@ class _Reader:
                             f"duplicate key (first given on line {first_line[key]})",
                         )
                         continue
-                    # a merged value overridden (by the mapping's own key, or by an earlier merge source):
-                    # PyYAML puts the winner last, as here
+                    # a merged value overridden by the mapping's own key (merged pairs come first)
                     locations[(*path, key)] = Location(file, line)
                 first_line[key] = line
                 first_explicit[key] = first_explicit.get(key, False) or is_explicit
@@ -279,6 +277,45 @@ class _Reader:
             if sub:
                 locations.setdefault((*path, *sub), loc)
         return value
+
+
+class _MergeKeyError(ValueError):
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def _merge_key_pairs(node: MappingNode, _visiting: frozenset[int] = frozenset()) -> list[tuple[Node, Node]]:
+    """The mapping's pairs with YAML merge keys (`<<`) resolved as the merge-key spec says, whatever the
+    PyYAML version: merged pairs first, then the mapping's own pairs (so its own keys override merged ones);
+    with a list of sources, a key from an earlier source wins over the same key from a later one. Merged
+    mappings may merge in turn. The node is not changed (anchored nodes are shared)."""
+    own: list[tuple[Node, Node]] = []
+    sources: list[Node] = []
+    for key_node, value_node in node.value:
+        if isinstance(key_node, ScalarNode) and key_node.tag == MERGE_TAG:
+            items = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+            sources.extend(items)
+        else:
+            own.append((key_node, value_node))
+    if not sources:
+        return own
+    merged: list[tuple[Node, Node]] = []
+    seen: set[tuple[str, str]] = set()
+    visiting = _visiting | {id(node)}
+    for source in sources:
+        if id(source) in visiting:
+            raise _MergeKeyError("a mapping merges itself (<< refers to its own anchor)", source.start_mark.line + 1)
+        if not isinstance(source, MappingNode):
+            raise _MergeKeyError(
+                f"<< expects a mapping or a list of mappings, found {source.id}", source.start_mark.line + 1
+            )
+        for key_node, value_node in _merge_key_pairs(source, visiting):
+            ident = (key_node.tag, key_node.value) if isinstance(key_node, ScalarNode) else ("", str(id(key_node)))
+            if ident not in seen:  # an earlier source already gave this key
+                seen.add(ident)
+                merged.append((key_node, value_node))
+    return merged + own
 
 
 def deep_merge(base: Any, over: Any) -> Any:
