@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from wattwise.errors import WattwiseError
@@ -120,6 +120,20 @@ class Store:
             if run is None:
                 raise WattwiseError(f"no run with id {run_id} in {self.engine.url.render_as_string()}")
             return run
+
+    def fail_abandoned_run(self, run_id: int, error: str, *, connection: Connection | None = None) -> bool:
+        """Mark a run that is still `running` as `failed` with `error`: whoever measured it is gone (e.g. a
+        cluster client whose lease expired). Inside `connection`'s transaction when given, so the caller's
+        change and this one happen together. False: the run was not running (nothing changed)."""
+        statement = (
+            update(Run)
+            .where(Run.id == run_id, Run.status == RunStatus.RUNNING)
+            .values(status=RunStatus.FAILED, ended_at=func.now() if self.is_postgres else utcnow(), error=error)
+        )
+        if connection is not None:
+            return connection.execute(statement).rowcount == 1
+        with self.engine.begin() as own:
+            return own.execute(statement).rowcount == 1
 
     def list_runs(
         self,
