@@ -213,8 +213,9 @@ def summarize_phase(
 
     utilization = find("cpu_utilization_ratio")
     busy = find("cpu_busy_time_s")
-    unit_cpu = find("cgroup_cpu_time_s", unit_label) if unit_label else find("cgroup_cpu_time_s")
-    unit_memory = find("cgroup_memory_b", unit_label) if unit_label else find("cgroup_memory_b")
+    # the unit is a cgroup (a measured command, a container) or, for the Python tracker, its own process
+    unit_cpu = find("cgroup_cpu_time_s", unit_label) or find("process_cpu_time_s", unit_label)
+    unit_memory = find("cgroup_memory_b", unit_label) or find("process_memory_b", unit_label)
     rx = find("network_rx_b", "machine") or find("network_rx_b")
     tx = find("network_tx_b", "machine") or find("network_tx_b")
     unit_cpu_s = _sum(s.delta(start_us, end_us) for s in unit_cpu)
