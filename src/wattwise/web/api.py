@@ -154,7 +154,8 @@ class ContainersOut(BaseModel):
 
 
 # --- helpers --------------------------------------------------------------------------------------
-def _run(store: Store, run_id: int) -> Run:
+def run_or_404(store: Store, run_id: int) -> Run:
+    """The run, or an HTTP 404 naming the id (also for ids out of range)."""
     if not 1 <= run_id <= MAX_ID:  # ids from lists (compare) are not bounded by their schema
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run with id {run_id}")
     try:
@@ -267,7 +268,7 @@ def list_items(store: Store, runs: list[Run]) -> list[dict[str, Any]]:
 
 @router.get("/runs/{run_id}", response_model=RunDetail, tags=["runs"], summary="A run with its summary")
 def get_run(store: StoreDep, run_id: RunPath) -> dict[str, Any]:
-    run = _run(store, run_id)
+    run = run_or_404(store, run_id)
     summary = run_summary(store, run)
     return {
         **_item(run, summary),
@@ -313,7 +314,7 @@ def get_run(store: StoreDep, run_id: RunPath) -> dict[str, Any]:
 def phase_stats(store: StoreDep, run_id: RunPath) -> dict[str, Any]:
     from wattwise.analysis.stats import run_stats
 
-    run = _run(store, run_id)
+    run = run_or_404(store, run_id)
     lazy = LazySeries(store, run_id)
     phases = cached(store, run, "stats", {}, lambda: [p.to_dict() for p in run_stats(store, run_id, series=lazy())])
     return {"run_id": run_id, "phases": phases}
@@ -333,7 +334,7 @@ def measurements(
     end_us: Annotated[int | None, Query(ge=0, le=MAX_T_US)] = None,
     points: Annotated[int, Query(ge=2, le=10000)] = 1000,
 ) -> dict[str, Any]:
-    run = _run(store, run_id)
+    run = run_or_404(store, run_id)
     if start_us is not None and end_us is not None and end_us < start_us:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "end_us is before start_us")
     version = charts.run_version(run)
@@ -350,7 +351,7 @@ def measurements(
 
 @router.get("/runs/{run_id}/notes", response_model=list[NoteOut], tags=["notes"])
 def list_notes(store: StoreDep, run_id: RunPath) -> list[dict[str, Any]]:
-    _run(store, run_id)
+    run_or_404(store, run_id)
     return [{"id": n.id, "t_us": n.t_us, "source": n.source, "text": n.text} for n in store.notes(run_id)]
 
 
@@ -366,7 +367,7 @@ def list_notes(store: StoreDep, run_id: RunPath) -> list[dict[str, Any]]:
 def add_note(store: StoreDep, run_id: RunPath, note: NoteIn) -> dict[str, Any]:
     import time
 
-    _run(store, run_id)
+    run_or_404(store, run_id)
     t_us = note.t_us if note.t_us is not None else time.time_ns() // 1000
     store.add_notes(run_id, [(t_us, note.source, note.text)])
     created = [n for n in store.notes(run_id) if n.t_us == t_us and n.text == note.text][-1]
@@ -382,7 +383,7 @@ def add_note(store: StoreDep, run_id: RunPath, note: NoteIn) -> dict[str, Any]:
     responses=WRITE_ERRORS,
 )
 def delete_run(store: StoreDep, run_id: RunPath) -> Response:
-    _run(store, run_id)
+    run_or_404(store, run_id)
     store.delete_run(run_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -394,7 +395,7 @@ def logs(
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> dict[str, Any]:
-    _run(store, run_id)
+    run_or_404(store, run_id)
     entries = store.logs(run_id)
     items = [
         {"id": e.id, "source": e.source, "stream": e.stream, "t_us": e.t_us, "text": e.text}
@@ -416,7 +417,7 @@ def containers(
 ) -> dict[str, Any]:
     from wattwise.analysis.containers import run_containers
 
-    run = _run(store, run_id)
+    run = run_or_404(store, run_id)
     lazy = LazySeries(store, run_id)
     phases = cached(
         store,
@@ -442,7 +443,7 @@ def sci(
     from wattwise.analysis.carbon import DEFAULT_NETWORK_KWH_PER_GB
     from wattwise.analysis.sci import run_sci
 
-    run = _run(store, run_id)
+    run = run_or_404(store, run_id)
     params = {"phase": phase, "te": te, "el": el, "rs": rs, "r": r, "net": network_kwh_per_gb}
     lazy = LazySeries(store, run_id)
 
@@ -480,8 +481,8 @@ def compare(
 
     if len(runs) + len(vs or []) > 200:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "at most 200 runs per comparison")
-    a = [run_summary(store, _run(store, r)) for r in runs]
-    b = [run_summary(store, _run(store, r)) for r in vs] if vs else None
+    a = [run_summary(store, run_or_404(store, r)) for r in runs]
+    b = [run_summary(store, run_or_404(store, r)) for r in vs] if vs else None
     from dataclasses import asdict
 
     rows = compare_summaries(a, b, metrics=tuple(metric) if metric else DEFAULT_METRICS, alpha=alpha)
@@ -543,7 +544,7 @@ def badge(
     phase: Annotated[str, Query(max_length=200)] = "[RUNTIME]",
     label: Annotated[str | None, Query(max_length=60)] = None,
 ) -> Response:
-    run = _run(store, run_id)
+    run = run_or_404(store, run_id)
     key, unit, default_label = BADGE_FIGURES[figure]
     summary = run_summary(store, run)
     value = next((p.get(key) for p in summary["phases"] if p["name"] == phase), None)

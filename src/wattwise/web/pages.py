@@ -135,7 +135,7 @@ def mount(app: FastAPI) -> None:
         store = store_of(request)
         if not 1 <= run_id <= 2**31 - 1:
             raise HTTPException(404, f"no run with id {run_id}")
-        run = api._run(store, run_id)
+        run = api.run_or_404(store, run_id)
         lazy = LazySeries(store, run_id)
         summary = api.run_summary(store, run)
         stats = cached(store, run, "stats", {}, lambda: [p.to_dict() for p in run_stats(store, run_id, series=lazy())])
@@ -225,8 +225,8 @@ def mount(app: FastAPI) -> None:
         context["b_text"] = ", ".join(map(str, b_ids))
         if a_ids:
             try:
-                a = [api.run_summary(store, api._run(store, r)) for r in a_ids]
-                b = [api.run_summary(store, api._run(store, r)) for r in b_ids] if b_ids else None
+                a = [api.run_summary(store, api.run_or_404(store, r)) for r in a_ids]
+                b = [api.run_summary(store, api.run_or_404(store, r)) for r in b_ids] if b_ids else None
             except HTTPException as exc:
                 context["error"] = exc.detail
             else:
