@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -14,16 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wattwise.carbon.static import resolve_grid_factor, resolve_pue
 from wattwise.errors import WattwiseError
-from wattwise.measure.clock import Clock
 from wattwise.measure.notes import parse_note_line
 from wattwise.measure.output import StreamCapture
-from wattwise.measure.sampler import Sampler
-from wattwise.providers import default_machine_providers
-from wattwise.providers.base import ProviderError
-from wattwise.providers.cgroup import CgroupProvider, CreatedCgroup, create_unit_cgroup
-from wattwise.providers.estimate import EstimatedPowerProvider, default_power_curve
+from wattwise.measure.process import start_process, stop_process
+from wattwise.measure.session import MeasurementSession, SessionEnd, SessionOptions
+from wattwise.providers.cgroup import CreatedCgroup
 from wattwise.store import RunStatus, Store
 
 UNIT_LABEL = "command"
@@ -94,46 +89,30 @@ def measure_command(
     """Measure one command. The run is stored whatever happens; a failure is recorded, then re-raised
     only for Ctrl-C (KeyboardInterrupt) after the run is saved as interrupted."""
     options = options or MeasureOptions()
-    if options.interval_s < 0.01:
-        raise WattwiseError(f"--interval must be at least 10ms, got {options.interval_s * 1000:g}ms")
     if options.baseline_s < 0:
         raise WattwiseError("--baseline must not be negative")
-    grid = resolve_grid_factor(options.intensity_g_per_kwh, options.country)
-    pue = resolve_pue(options.pue)
-    providers, skipped = default_machine_providers(options.providers)
-    if options.tdp_w is not None or options.power_curve:
-        for provider in providers:
-            if isinstance(provider, EstimatedPowerProvider):
-                provider.curve = default_power_curve(options.tdp_w, options.power_curve)
-    name = options.name or " ".join(argv)[:200] or "measurement"
-    settings = {
-        "interval_s": options.interval_s,
-        "baseline_s": options.baseline_s,
-        "providers": [p.name for p in providers],
-        "providers_skipped": skipped,
-        "intensity_g_per_kwh": grid.intensity_g_per_kwh,
-        "intensity_source": grid.source,
-        "pue": pue,
-        "unit_label": UNIT_LABEL,
-        "read_notes_stdout": options.read_notes_stdout,
-        "power_curve": next((p.curve.source for p in providers if isinstance(p, EstimatedPowerProvider)), None),
-    }
-    estimated = not any(p.name in ("rapl", "ipmi") for p in providers)
-    run_id = store.create_run(
-        name, "command", command=argv, machine=socket.gethostname(), settings=settings, estimated=estimated
-    )
-    if options.on_run_created is not None:
-        options.on_run_created(run_id)
+    session = MeasurementSession(store, SessionOptions(
+        name=options.name or " ".join(argv)[:200] or "measurement",
+        kind="command",
+        interval_s=options.interval_s,
+        providers=options.providers,
+        intensity_g_per_kwh=options.intensity_g_per_kwh,
+        country=options.country,
+        pue=options.pue,
+        tdp_w=options.tdp_w,
+        power_curve=options.power_curve,
+        command=argv,
+        settings={"baseline_s": options.baseline_s, "unit_label": UNIT_LABEL,
+                  "read_notes_stdout": options.read_notes_stdout},
+        on_run_created=options.on_run_created,
+    ))
+    run_id = session.open()
     try:
         executable = resolve_command(argv)
     except WattwiseError as exc:
-        store.finish_run(run_id, RunStatus.FAILED, error=str(exc))
+        session.finish(RunStatus.FAILED, error=str(exc))
         raise
 
-    clock = Clock()
-    sampler = Sampler(store, run_id, clock=clock)
-    for provider in providers:
-        sampler.attach(provider, options.interval_s if provider.default_interval_s < 1 else None)
     status = RunStatus.FINISHED
     error: str | None = None
     exit_code: int | None = None
@@ -145,42 +124,19 @@ def measure_command(
     interrupted = False
     runtime_start = runtime_end = None
     baseline_stored = False
-    sampler.start()
-    baseline_start = clock.now_us()
+    baseline_start = session.start()
+    if options.baseline_s > 0:
+        session.begin_phase("[BASELINE]", baseline_start)
     try:
         if options.baseline_s > 0:
             _sleep_with_progress("[BASELINE]", options.baseline_s, progress)
-        baseline_end = sampler.sample_now()
-        if options.baseline_s > 0:
-            store.add_phase(run_id, "[BASELINE]", baseline_start, baseline_end)
+            session.add_phase("[BASELINE]", baseline_start, session.boundary())
             baseline_stored = True
-        try:
-            cgroup = create_unit_cgroup(UNIT_LABEL, f"run-{run_id}-{os.getpid()}")
-        except ProviderError as exc:
-            sampler.warnings.append(f"no cgroup for the command, its own CPU and memory are not attributed: {exc}")
-        procs_files = [str(p) for p in cgroup.procs_files] if cgroup else []
-
-        def _enter_cgroup() -> None:  # runs in the child between fork and exec
-            pid = str(os.getpid())
-            for procs in procs_files:
-                with open(procs, "w") as handle:
-                    handle.write(pid)
-
-        if cgroup is not None:  # attached while the cgroup is still empty: the command's first CPU time counts
-            sampler.attach(CgroupProvider(cgroup.unit), options.interval_s, label=UNIT_LABEL)
-        runtime_start = sampler.sample_now()
-        try:
-            process = subprocess.Popen(
-                [executable, *argv[1:]],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                preexec_fn=_enter_cgroup if procs_files else None,
-                env=_env(options.env),
-                cwd=options.cwd,
-                start_new_session=False,
-            )
-        except OSError as exc:
-            raise WattwiseError(f"could not start {argv[0]}: {exc.strerror}") from exc
+        cgroup = session.unit_cgroup(UNIT_LABEL, f"run-{run_id}-{os.getpid()}")
+        runtime_start = session.boundary()
+        session.begin_phase("[RUNTIME]", runtime_start)
+        process = start_process([executable, *argv[1:]], cgroup_procs=cgroup.procs_files if cgroup else (),
+                                env=options.env, cwd=options.cwd)
 
         def read_note(line: str) -> None:
             note = parse_note_line(line)
@@ -204,7 +160,7 @@ def measure_command(
             except subprocess.TimeoutExpired:
                 pass
         exit_code = process.returncode
-        runtime_end = sampler.sample_now()
+        runtime_end = session.boundary()
         if exit_code != 0:
             status = RunStatus.FAILED
             error = f"{argv[0]} exited with code {exit_code}"
@@ -214,7 +170,7 @@ def measure_command(
         error = "interrupted (Ctrl-C)"
         if process is not None:
             if process.poll() is None:
-                _terminate(process, cgroup)
+                stop_process(process, cgroup=cgroup)
             exit_code = process.returncode
     except WattwiseError as exc:
         status = RunStatus.FAILED
@@ -223,40 +179,52 @@ def measure_command(
         status = RunStatus.FAILED
         error = f"{type(exc).__name__}: {exc}"
     finally:
-        if options.baseline_s > 0 and not baseline_stored and runtime_start is None:
-            store.add_phase(run_id, "[BASELINE]", baseline_start, clock.now_us())  # cut short (Ctrl-C)
-        if runtime_start is not None and runtime_end is None:
-            runtime_end = clock.now_us()
-        warnings: list[str] = []
-        try:
-            if cgroup is not None:
-                cgroup.kill_all()  # children the command left behind
-            for reader in readers:
-                reader.join(timeout=5)
-            warnings = sampler.stop()
-            if runtime_start is not None and runtime_end is not None:
-                store.add_phase(run_id, "[RUNTIME]", runtime_start, runtime_end)
-            for reader, stream_name in zip(readers, ("stdout", "stderr"), strict=False):
-                if reader.text:
-                    store.add_log(run_id, "command", stream_name, reader.text)
-            store.add_notes(run_id, notes)
-        finally:  # whatever failed above (e.g. the database went away), the cgroup goes and the run is closed
-            if cgroup is not None:
-                cgroup.kill_all()
-                cgroup.remove()
-            try:
-                store.finish_run(run_id, status, error=error, exit_code=exit_code, warnings=warnings)
-            except Exception:
-                if status == RunStatus.FINISHED:
-                    raise
+        end = _close(session, options, baseline_stored, baseline_start, runtime_start, runtime_end, cgroup,
+                     readers, notes, status, error, exit_code)
     restore_signals()
-    from wattwise.analysis import summarize_run
-
-    summary = summarize_run(store, run_id)
-    store.update_run(run_id, results=summary)
+    summary = session.summarize()
     if interrupted:
         raise KeyboardInterrupt
-    return MeasureResult(run_id, status, exit_code, summary, warnings, error)
+    return MeasureResult(run_id, end.status, exit_code, summary, end.warnings, end.error)
+
+
+def _close(
+    session: MeasurementSession,
+    options: MeasureOptions,
+    baseline_stored: bool,
+    baseline_start: int,
+    runtime_start: int | None,
+    runtime_end: int | None,
+    cgroup: CreatedCgroup | None,
+    readers: list[StreamCapture],
+    notes: list[tuple[int, str, str]],
+    status: str,
+    error: str | None,
+    exit_code: int | None,
+) -> SessionEnd:
+    """Store the phases, output and notes, then close the run (always, even when storing them failed)."""
+    store, run_id = session.store, session.run_id
+    try:
+        if options.baseline_s > 0 and not baseline_stored and runtime_start is None:
+            session.add_phase("[BASELINE]", baseline_start, session.boundary())  # cut short (Ctrl-C)
+        if runtime_start is not None and runtime_end is None:
+            runtime_end = session.boundary()
+        if cgroup is not None:
+            cgroup.kill_all()  # children the command left behind
+        for reader in readers:
+            reader.join(timeout=5)
+        if runtime_start is not None and runtime_end is not None:
+            session.add_phase("[RUNTIME]", runtime_start, runtime_end)
+        for reader, stream_name in zip(readers, ("stdout", "stderr"), strict=False):
+            if reader.text:
+                store.add_log(run_id, "command", stream_name, reader.text)
+        store.add_notes(run_id, notes)
+    except Exception as exc:  # e.g. the disk is full: the run is closed below with the reason
+        if status in (RunStatus.FINISHED, RunStatus.RUNNING):
+            status = RunStatus.INCOMPLETE
+        reason = f"storing the run's phases and output failed: {type(exc).__name__}: {exc}"
+        error = f"{error}; {reason}" if error else reason
+    return session.finish(status, error=error, exit_code=exit_code)
 
 
 def _interrupt_on_termination() -> Callable[[], None]:
@@ -279,26 +247,3 @@ def _interrupt_on_termination() -> Callable[[], None]:
             signal.signal(signum, old_handler)
 
     return restore
-
-
-def _env(extra: dict[str, str] | None) -> dict[str, str] | None:
-    if not extra:
-        return None
-    env = dict(os.environ)
-    env.update(extra)
-    return env
-
-
-def _terminate(process: subprocess.Popen[bytes], cgroup: CreatedCgroup | None) -> None:
-    try:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=3)
-    except subprocess.TimeoutExpired:
-        process.terminate()
-        try:
-            process.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            if cgroup is not None:
-                cgroup.kill_all()
-            process.kill()
-            process.wait()

@@ -4,6 +4,11 @@ virtual machine a wake-up costs more CPU than reading a few /proc or sysfs files
 
 A provider that fails is recorded as a warning and retried; after `MAX_CONSECUTIVE_FAILURES` it is
 stopped (also a warning). The run goes on either way.
+
+A write that fails (database gone, disk full) keeps the rows in a bounded buffer (`max_buffer_rows`) and is
+retried at the next flush and `FINAL_WRITE_ATTEMPTS` times at `stop()`; rows beyond the bound, and rows still
+unwritten after the last attempt, are counted in `samples_lost` with the error in `write_error`, so that the
+run can be closed as incomplete rather than finished.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from wattwise.store import SampleRow, Store
 
 MIN_INTERVAL_S = 0.01
 MAX_CONSECUTIVE_FAILURES = 20
+#: rows kept while writes fail (≈ 100 B each): beyond it the newest rows are counted as lost
+MAX_BUFFER_ROWS = 500_000
+FINAL_WRITE_ATTEMPTS = 3
 
 
 @dataclass
@@ -44,7 +52,13 @@ class _Group:
 
 class Sampler:
     def __init__(
-        self, store: Store, run_id: int, *, clock: Clock | None = None, flush_interval_s: float = 1.0
+        self,
+        store: Store,
+        run_id: int,
+        *,
+        clock: Clock | None = None,
+        flush_interval_s: float = 1.0,
+        max_buffer_rows: int = MAX_BUFFER_ROWS,
     ) -> None:
         self.store = store
         self.run_id = run_id
@@ -59,6 +73,9 @@ class Sampler:
         self._flush_stop = threading.Event()
         self._flusher: threading.Thread | None = None
         self.samples_written = 0
+        self.samples_lost = 0
+        self.write_error: str | None = None
+        self.max_buffer_rows = max_buffer_rows
 
     # --- set-up ---------------------------------------------------------------------------------
     def attach(self, provider: Provider, interval_s: float | None = None, label: str | None = None) -> bool:
@@ -114,7 +131,19 @@ class Sampler:
         if self._flusher is not None:
             self._flusher.join()
         try:
-            self.flush()
+            for attempt in range(FINAL_WRITE_ATTEMPTS):
+                try:
+                    self.flush()
+                    break
+                except Exception as exc:
+                    self._write_failed(exc)
+                    if attempt + 1 < FINAL_WRITE_ATTEMPTS:
+                        time.sleep(0.2 * (attempt + 1))
+            with self._lock:
+                self.samples_lost += len(self._buffer)
+                self._buffer = []
+            if self.samples_lost:
+                self._warn(f"{self.samples_lost} samples could not be written: {self.write_error}")
         finally:
             for attached in self._attached:
                 try:
@@ -173,6 +202,10 @@ class Sampler:
             if v is not None
         ]
         with self._lock:
+            room = self.max_buffer_rows - len(self._buffer)
+            if room < len(rows):
+                self.samples_lost += len(rows) - max(room, 0)
+                rows = rows[: max(room, 0)]
             self._buffer.extend(rows)
 
     # --- writing --------------------------------------------------------------------------------
@@ -180,8 +213,12 @@ class Sampler:
         while not self._flush_stop.wait(self.flush_interval_s):
             try:
                 self.flush()
-            except Exception as exc:  # the database may be briefly unavailable: keep the buffer
-                self._warn(f"writing samples failed, will retry: {exc}")
+            except Exception as exc:  # the database may be briefly unavailable (or full): keep the buffer
+                self._write_failed(exc)
+
+    def _write_failed(self, exc: Exception) -> None:
+        self.write_error = f"{type(exc).__name__}: {exc}"
+        self._warn(f"writing samples failed, retrying: {self.write_error}")
 
     def flush(self) -> None:
         with self._lock:

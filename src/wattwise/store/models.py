@@ -35,7 +35,11 @@ class RunStatus:
     FINISHED = "finished"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
-    ALL = (RUNNING, FINISHED, FAILED, INTERRUPTED)
+    #: the command ended but not every sample could be written (e.g. the disk was full); what was written is kept
+    INCOMPLETE = "incomplete"
+    #: the process measuring it was killed (`kill -9`, power loss); closed by recovery, samples kept
+    CRASHED = "crashed"
+    ALL = (RUNNING, FINISHED, FAILED, INTERRUPTED, INCOMPLETE, CRASHED)
 
 
 class Run(Base):
@@ -57,6 +61,10 @@ class Run(Base):
     warnings: Mapped[Any] = mapped_column(JSON, default=list)
     scenario: Mapped[str | None] = mapped_column(Text)  # the usage_scenario source, when a scenario run
     results: Mapped[Any] = mapped_column(JSON, nullable=True)  # computed phase summary, cached
+    # who measures a running run: a run whose owner process is gone is recovered as crashed
+    owner_host: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    owner_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    owner_start_ticks: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # /proc/PID/stat field 22
 
 
 class Phase(Base):

@@ -65,7 +65,9 @@ class Store:
         settings: dict[str, Any] | None = None,
         estimated: bool = False,
         scenario: str | None = None,
+        owner: tuple[str, int, int | None] | None = None,
     ) -> int:
+        """A new run, status `running`. `owner` is (host, pid, process start ticks) of the process measuring it."""
         with self.session() as session:
             run = Run(
                 name=name,
@@ -78,6 +80,9 @@ class Store:
                 estimated=estimated,
                 scenario=scenario,
                 started_at=utcnow(),
+                owner_host=owner[0] if owner else None,
+                owner_pid=owner[1] if owner else None,
+                owner_start_ticks=owner[2] if owner else None,
             )
             session.add(run)
             session.flush()
@@ -113,6 +118,14 @@ class Store:
         if warnings is not None:
             fields["warnings"] = warnings
         self.update_run(run_id, **fields)
+
+    def running_runs(self, host: str | None = None) -> list[Run]:
+        """Runs still `running` (owned by `host` when given), oldest first."""
+        query = select(Run).where(Run.status == RunStatus.RUNNING).order_by(Run.id)
+        if host is not None:
+            query = query.where(Run.owner_host == host)
+        with self.session() as session:
+            return list(session.scalars(query))
 
     def get_run(self, run_id: int) -> Run:
         with self.session() as session:
