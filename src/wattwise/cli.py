@@ -15,7 +15,7 @@ from wattwise.errors import WattwiseError
 COMMAND_MODULES = [
     "wattwise.measure.cli",
     "wattwise.measure.scenario.cli",
-    "wattwise.store.cli",
+    "wattwise.analysis.runs_cli",
     "wattwise.report.cli",
     "wattwise.analysis.cli",
     "wattwise.providers.cli",

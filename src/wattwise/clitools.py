@@ -1,4 +1,4 @@
-"""Pieces shared by the command modules: consoles, common options, opening the store."""
+"""Pieces shared by the command modules: consoles and common options (open the store with `store.open_store`)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,3 @@ DbOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
 
-
-def open_store(db: str | None):
-    from wattwise.config import resolve_database_url
-    from wattwise.store import Store
-
-    return Store(resolve_database_url(db))

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from wattwise.clitools import DbOption, JsonOption, console, open_store
+from wattwise.clitools import DbOption, JsonOption, console
+from wattwise.store import open_store
 
 TraceOption = Annotated[
     str | None,

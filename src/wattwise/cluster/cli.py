@@ -38,8 +38,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _queue(db: str | None) -> Any:
-    from wattwise.clitools import open_store
     from wattwise.cluster.queue import ClusterQueue
+    from wattwise.store import open_store
 
     return ClusterQueue(open_store(db))
 
@@ -449,11 +449,11 @@ def jobs_email(
     """
     import os
 
-    from wattwise.clitools import open_store
     from wattwise.cluster.config import load_config
     from wattwise.cluster.mail import SmtpSettings, pending_count, send_pending
     from wattwise.cluster.queue import ClusterQueue
     from wattwise.errors import WattwiseError
+    from wattwise.store import open_store
 
     if smtp_host:
         if smtp_security not in ("none", "starttls", "ssl"):

@@ -83,9 +83,9 @@ def experiment_command(
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from wattwise.clitools import open_store
     from wattwise.jobmodel.experiment import CampaignOptions, SamplerMeter, run_campaign
     from wattwise.jobmodel.phasemap import load_phasemap
+    from wattwise.store import open_store
     from wattwise.units import parse_duration_s
 
     chosen = tuple(v.strip() for v in variants.split(",") if v.strip())

@@ -78,7 +78,7 @@ def read_store_run(spec: str, db: str | None, *, before_s: float | None = None,
     run_id = parse_run_id(spec)
     own_store = store is None
     if own_store:
-        from wattwise.clitools import open_store
+        from wattwise.store import open_store
 
         store = open_store(db)
     try:

@@ -8,8 +8,12 @@ from typing import Annotated
 
 import typer
 
-from wattwise.clitools import DbOption, JsonOption, console, err_console, open_store
-from wattwise.units import format_duration, format_si, parse_duration_s
+from wattwise.analysis.present import print_summary
+from wattwise.clitools import DbOption, JsonOption, err_console
+from wattwise.store import open_store
+from wattwise.units import parse_duration_s
+
+__all__ = ["measure", "print_summary", "register"]
 
 
 def register(app: typer.Typer) -> None:
@@ -136,46 +140,3 @@ def measure(
         )
         raise typer.Exit(1)
 
-
-def print_summary(summary: dict) -> None:
-    from rich.table import Table
-
-    estimated = summary.get("estimated")
-    mark = " [yellow](estimated)[/]" if estimated else ""
-    table = Table(title=f"Run {summary['run_id']}: {summary['name']} — {summary['status']}{mark}")
-    for column in (
-        "phase",
-        "duration",
-        "energy",
-        "mean power",
-        "peak power",
-        "carbon",
-        "CPU (unit)",
-        "memory peak",
-    ):
-        table.add_column(column, justify="right" if column != "phase" else "left")
-    for p in summary["phases"]:
-        approx = "≈" if p["estimated"] else ""
-        table.add_row(
-            ("  " if p.get("parent") else "") + p["name"],
-            format_duration(p["duration_s"]),
-            approx + format_si(p["energy_j"], "J"),
-            approx + format_si(p["mean_power_w"], "W"),
-            approx + format_si(p["peak_power_w"], "W"),
-            approx + format_si(p["carbon_g"], "g"),
-            "–" if p.get("unit_cpu_time_s") is None else f"{p['unit_cpu_time_s']:.2f} s",
-            format_si(p.get("unit_memory_peak_b"), "B"),
-        )
-    console.print(table)
-    source = summary["phases"][0]["energy_source"] if summary["phases"] else "none"
-    console.print(
-        f"energy source: {source}; grid {summary['intensity_g_per_kwh']:g} gCO2e/kWh "
-        f"({summary.get('intensity_source', '')}), PUE {summary['pue']:g}"
-    )
-    if estimated:
-        console.print(
-            "[yellow]≈ estimated[/]: no power sensor here; figures come from the CPU load→power curve "
-            "(see `wattwise providers`)."
-        )
-    for warning in summary.get("warnings", []):
-        err_console.print(f"[yellow]warning:[/] {warning}")

@@ -165,10 +165,10 @@ def monitor_api(
     once: Annotated[bool, typer.Option("--once", help="Pull once, print what was stored, and exit.")] = False,
 ) -> None:
     """Pull per-unit aggregates from Prometheus into the database and serve them (users see their own)."""
-    from wattwise.clitools import open_store
     from wattwise.monitor.access import AccessConfig
     from wattwise.monitor.aggregate import Aggregator, PromClient
     from wattwise.monitor.exporter import parse_listen
+    from wattwise.store import open_store
 
     store = open_store(db)
     aggregator = Aggregator(store, PromClient(prometheus), step_s=step, lookback_s=lookback)
@@ -197,10 +197,10 @@ def monitor_proxy(
     """A PromQL guard in front of Prometheus: non-admins may only query series of units they own."""
     import uvicorn
 
-    from wattwise.clitools import open_store
     from wattwise.monitor.access import AccessConfig
     from wattwise.monitor.exporter import parse_listen
     from wattwise.monitor.proxy import create_proxy
+    from wattwise.store import open_store
 
     config = AccessConfig.load(access) if access else AccessConfig()
     host, port = parse_listen(listen)

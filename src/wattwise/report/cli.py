@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from wattwise.clitools import DbOption, console, open_store
+from wattwise.clitools import DbOption, console
+from wattwise.store import open_store
 
 
 def register(app: typer.Typer) -> None:

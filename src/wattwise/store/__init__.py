@@ -3,8 +3,10 @@
 `Store(url)` opens (and migrates) a database. Samples are written in bulk with `add_samples` (executemany on
 SQLite, COPY on PostgreSQL) and read back as numpy arrays.
 
-Names are imported on first use, so that `wattwise --help` (which imports `wattwise.store.cli`) does not load
-SQLAlchemy.
+`open_store(db)` opens the database a command's `--db` option names (else the configured default).
+
+Names are imported on first use, so that `wattwise --help` (whose command modules import this package) does
+not load SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ if TYPE_CHECKING:
     from wattwise.store.models import LogEntry, Metric, Note, Phase, Run, RunStatus
     from wattwise.store.store import SampleRow, Store
 
-__all__ = ["LogEntry", "Metric", "Note", "Phase", "Run", "RunStatus", "SampleRow", "Store"]
+__all__ = ["LogEntry", "Metric", "Note", "Phase", "Run", "RunStatus", "SampleRow", "Store", "open_store"]
 _WHERE = {name: "wattwise.store.models" for name in ("LogEntry", "Metric", "Note", "Phase", "Run", "RunStatus")}
 _WHERE.update({"SampleRow": "wattwise.store.store", "Store": "wattwise.store.store"})
 
@@ -25,3 +27,11 @@ def __getattr__(name: str) -> Any:
     if name in _WHERE:
         return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(f"module 'wattwise.store' has no attribute {name!r}")
+
+
+def open_store(db: str | None) -> Store:
+    """The store at `db` (a SQLAlchemy URL or a SQLite file path), else $WATTWISE_DATABASE_URL, else the default."""
+    from wattwise.config import resolve_database_url
+    from wattwise.store.store import Store
+
+    return Store(resolve_database_url(db))

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from wattwise.clitools import DbOption, JsonOption, console, open_store
+from wattwise.clitools import DbOption, JsonOption, console
+from wattwise.store import open_store
 
 tokens_app = typer.Typer(help="Manage API tokens for write access to `wattwise serve`.", no_args_is_help=True)
 

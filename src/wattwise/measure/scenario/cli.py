@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from wattwise.clitools import DbOption, JsonOption, console, err_console, open_store
+from wattwise.clitools import DbOption, JsonOption, console, err_console
+from wattwise.store import open_store
 
 VariableOption = Annotated[
     list[str] | None,
@@ -141,7 +142,7 @@ def run(
       wattwise run usage_scenario.yml --variable PORT=8080 --baseline 30s --idle 10s --json\n
       wattwise run examples/host-training/usage_scenario.yml --backend host
     """
-    from wattwise.measure.cli import print_summary
+    from wattwise.analysis.present import print_summary
     from wattwise.measure.scenario.problems import ScenarioError
     from wattwise.measure.scenario.runner import RunOptions, ScenarioInterrupted, run_scenario
     from wattwise.measure.scenario.source import parse_variables

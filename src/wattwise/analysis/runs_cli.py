@@ -1,4 +1,4 @@
-"""`wattwise runs list|show|export|delete`."""
+"""`wattwise runs list|show|export|delete`: stored runs presented through analysis."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from wattwise.clitools import DbOption, JsonOption, console, open_store
+from wattwise.analysis.present import print_summary, runtime_phase, status_markup
+from wattwise.clitools import DbOption, JsonOption, console
 from wattwise.errors import WattwiseError
+from wattwise.store import open_store
 from wattwise.units import format_duration, format_si
 
 runs_app = typer.Typer(help="List, show, export and delete stored runs.", no_args_is_help=True)
@@ -38,9 +40,9 @@ def list_runs(
     """
     store = open_store(db)
     runs = store.list_runs(limit=limit, status=status, name=name)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for run in runs:
-        runtime = _runtime_phase(run.results)
+        runtime = runtime_phase(run.results)
         rows.append(
             {
                 "id": run.id,
@@ -67,28 +69,12 @@ def list_runs(
             str(row["id"]),
             row["name"],
             row["kind"],
-            _status(row["status"]),
+            status_markup(row["status"]),
             (row["created_at"] or "")[:19].replace("T", " "),
             format_duration(row["runtime_duration_s"]),
             approx + format_si(row["runtime_energy_j"], "J"),
         )
     console.print(table)
-
-
-def _status(status: str) -> str:
-    colour = {"finished": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}.get(
-        status, "white"
-    )
-    return f"[{colour}]{status}[/]"
-
-
-def _runtime_phase(results: dict | None) -> dict | None:
-    if not results:
-        return None
-    for phase in results.get("phases", []):
-        if phase["name"] == "[RUNTIME]":
-            return phase
-    return None
 
 
 @runs_app.command("show")
@@ -103,7 +89,6 @@ def show(
 ) -> None:
     """Show a run's phases with energy, power, resource use and carbon, its notes and warnings."""
     from wattwise.analysis import summarize_run
-    from wattwise.measure.cli import print_summary
 
     store = open_store(db)
     run = store.get_run(run_id)
