@@ -315,7 +315,8 @@ class _Reader:
                     here,
                     path,
                     f"{shown}: GMT's helper files are not part of wattwise; put GMT's templates/partials folder "
-                    f"on this machine and name it in ${ENV_HELPERS}" + (f" (not found in {helpers})" if helpers else ""),
+                    f"on this machine and name it in ${ENV_HELPERS}"
+                    + (f" (not found in {helpers})" if helpers else ""),
                 )
                 return None
             resolved = (Path(helpers) / name).resolve()
