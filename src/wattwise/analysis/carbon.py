@@ -41,6 +41,8 @@ class CarbonFigure:
     #: energy-weighted mean intensity over the window (g/kWh)
     intensity_g_per_kwh: float | None
     intensity_source: str
+    #: the machine energy comes from the load→power estimate (no power sensor)
+    estimated: bool = False
 
 
 def network_kwh_per_gb(value: str | float | None) -> float:
@@ -85,9 +87,12 @@ def operational_carbon(
 
     `shift_s` moves the run in time before looking up a trace (for "what if it had run then").
     """
+    if isinstance(intensity, CarbonTrace):
+        check_trace_covers(intensity, windows, shift_s)
     energy_total = 0.0
     carbon_total = 0.0
     seen = False
+    estimated = False
     for start_us, end_us in windows:
         if end_us <= start_us:
             continue
@@ -99,17 +104,21 @@ def operational_carbon(
             for a, b in itertools.pairwise(cuts):
                 a_us = (a - shift_s) * 1e6
                 b_us = (b - shift_s) * 1e6
-                energy = machine_energy(series, a_us, b_us).energy_j
+                piece = machine_energy(series, a_us, b_us)
+                energy = piece.energy_j
                 if energy is None:
                     continue
                 seen = True
+                estimated = estimated or piece.estimated
                 energy_total += energy
                 carbon_total += carbon_from_energy_g(energy, intensity.mean_over(a, b), pue)
         else:
-            energy = machine_energy(series, start_us, end_us).energy_j
+            whole = machine_energy(series, start_us, end_us)
+            energy = whole.energy_j
             if energy is None:
                 continue
             seen = True
+            estimated = estimated or whole.estimated
             energy_total += energy
             carbon_total += carbon_from_energy_g(energy, float(intensity), pue)
     if not seen:
@@ -119,7 +128,54 @@ def operational_carbon(
         mean_intensity = carbon_total / (energy_total / J_PER_KWH * pue)
     elif not isinstance(intensity, CarbonTrace):
         mean_intensity = float(intensity)
-    return CarbonFigure(energy_total, carbon_total, mean_intensity, _describe(intensity))
+    return CarbonFigure(energy_total, carbon_total, mean_intensity, _describe(intensity), estimated)
+
+
+def _iso(t_s: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(t_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def suggest_trace_at(trace: CarbonTrace, start_s: float, duration_s: float) -> tuple[float, str]:
+    """A start inside the trace for a run that lies outside it, and why: the same date and time of day in
+    one of the trace's years, else the trace's start."""
+    from datetime import UTC, datetime
+
+    start = datetime.fromtimestamp(start_s, UTC)
+    first = datetime.fromtimestamp(trace.start_s, UTC)
+    last = datetime.fromtimestamp(trace.end_s, UTC)
+    for year in range(first.year, last.year + 1):
+        try:
+            candidate = start.replace(year=year).timestamp()
+        except ValueError:  # 29 February in a common year
+            continue
+        if trace.start_s <= candidate and candidate + duration_s <= trace.end_s:
+            return candidate, "the same date and time of day in the trace's period"
+    return trace.start_s, "the trace's start: its period holds no such date"
+
+
+def check_trace_covers(
+    trace: CarbonTrace, windows: list[tuple[int, int]], shift_s: float = 0.0, run_start_us: float | None = None
+) -> None:
+    """A clear error, with the --trace-at that maps the run onto the trace, when the windows lie outside it.
+
+    `run_start_us` is what --trace-at moves (the run's first phase start); by default the first window."""
+    spans = [(a, b) for a, b in windows if b > a]
+    if not spans:
+        return
+    t0 = min(a for a, _ in spans) / 1e6 + shift_s
+    t1 = max(b for _, b in spans) / 1e6 + shift_s
+    if t0 >= trace.start_s and t1 <= trace.end_s:
+        return
+    origin = (run_start_us / 1e6 + shift_s) if run_start_us is not None else t0
+    at, why = suggest_trace_at(trace, origin, t1 - origin)
+    shifted = " (after --trace-at)" if shift_s else ""
+    raise WattwiseError(
+        f"the run{shifted} ({_iso(t0)} to {_iso(t1)}) lies outside the trace {trace.source}, "
+        f"which covers {_iso(trace.start_s)} to {_iso(trace.end_s)}. Map the run onto the trace with "
+        f"--trace-at, the time the run is taken to have started, e.g. --trace-at {_iso(at)} ({why})."
+    )
 
 
 def _describe(intensity: Intensity) -> str:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from wattwise.clitools import DbOption, JsonOption, console
 from wattwise.store import open_store
@@ -30,8 +32,68 @@ TraceAtOption = Annotated[
 ]
 
 
+class _VsCommand(TyperCommand):
+    """`compare A... --vs B...`: every run id after `--vs` belongs to the second group.
+
+    click takes one value per `--vs`, so `--vs 8 9 10` would silently put 9 and 10 into the first group.
+    The arguments are rewritten before parsing: ids that follow `--vs` become `--vs 8 --vs 9 --vs 10`."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, split_vs(args))
+
+
+def split_vs(args: list[str]) -> list[str]:
+    """`5 6 7 --vs 8 9 10 --json` → `5 6 7 --vs=8 --vs=9 --vs=10 --json` (also `--vs 8,9,10`).
+
+    Run ids before the first `--vs` are the first group, ids right after a `--vs` the second. A bare id that
+    comes after the second group has ended (`--vs 8 --json 5`) is ambiguous: it is rejected, not guessed."""
+    from wattwise.errors import WattwiseError
+
+    out: list[str] = []
+    in_vs = seen_vs = expects_value = False
+    for token in args:
+        if expects_value:  # the value of an option such as --metric
+            out.append(token)
+            expects_value = False
+        elif token == "--vs" or token.startswith("--vs="):
+            in_vs = seen_vs = True
+            if token.startswith("--vs="):
+                out += [f"--vs={part}" for part in _ids_of(token[5:])] or [token]
+        elif token.startswith("-") and not _is_number(token):
+            in_vs = False
+            out.append(token)
+            expects_value = "=" not in token and token in _VALUE_OPTIONS
+        elif in_vs:
+            out += [f"--vs={part}" for part in _ids_of(token)] or [f"--vs={token}"]
+        elif seen_vs:
+            raise WattwiseError(
+                f"compare: run id {token!r} comes after the --vs group ended: write the first group's run ids "
+                "before --vs and the second group's right after it (wattwise compare 1 2 3 --vs 4 5 6)"
+            )
+        else:
+            out += _ids_of(token) or [token]
+    return out
+
+
+_VALUE_OPTIONS = {"--metric", "-m", "--phase", "-p", "--alpha", "--db"}
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def _ids_of(token: str) -> list[str]:
+    """`8,9,10` → ['8', '9', '10']; a token that is not a list of ids is left to click to reject."""
+    parts = [p for p in re.split(r"[,\s]+", token) if p]
+    return parts if parts and all(p.isdigit() for p in parts) else []
+
+
 def register(app: typer.Typer) -> None:
-    app.command("compare")(compare)
+    app.command("compare", cls=_VsCommand)(compare)
     app.command("stats")(stats)
     app.command("sci")(sci)
     app.command("containers")(containers)
@@ -51,7 +113,9 @@ def compare(
     runs: Annotated[list[int], typer.Argument(help="Run ids of the (first) group.")],
     vs: Annotated[
         list[int] | None,
-        typer.Option("--vs", help="Run ids of a second group to test against (repeat the option)."),
+        typer.Option(
+            "--vs", help="Run ids of a second group to test against: every id after --vs (--vs 4 5 6, or --vs 4,5,6)."
+        ),
     ] = None,
     metric: Annotated[
         list[str] | None,
@@ -68,7 +132,7 @@ def compare(
 ) -> None:
     """Statistics over repeated runs (mean, sd, CV, 95 % CI) and Welch's t-test between two groups.
 
-    Examples: wattwise compare 1 2 3 4 5 ;  wattwise compare 1 2 3 --vs 4 --vs 5 --vs 6
+    Examples: wattwise compare 1 2 3 4 5 ;  wattwise compare 1 2 3 --vs 4 5 6 --phase [RUNTIME]
     """
     from wattwise.analysis.compare import DEFAULT_METRICS, compare_runs
 
@@ -93,28 +157,35 @@ def compare(
                 name, justify="left" if name == "verdict" else "right", no_wrap=name == "verdict"
             )
 
-    def spread(d: dict[str, Any]) -> str:
-        return _fmt(d["mean"], 3) + ("" if d["sd"] is None else f" ± {_fmt(d['sd'], 2)}")
+    def spread(d: dict[str, Any], approx: str) -> str:
+        return approx + _fmt(d["mean"], 3) + ("" if d["sd"] is None else f" ± {_fmt(d['sd'], 2)}")
 
-    def ci(d: dict[str, Any]) -> str:
-        return "–" if d["ci_low"] is None else f"{_fmt(d['ci_low'], 3)}…{_fmt(d['ci_high'], 3)}"
+    def ci(d: dict[str, Any], approx: str) -> str:
+        return "–" if d["ci_low"] is None else f"{approx}{_fmt(d['ci_low'], 3)}…{_fmt(d['ci_high'], 3)}"
 
     for row in result["rows"]:
         a = row["a"]
-        cells = [row["phase"], row["metric"], str(a["n"]), spread(a), _pct(a["cv"]), ci(a)]
+        approx = "≈" if row.get("estimated") else ""
+        cells = [row["phase"], row["metric"], str(a["n"]), spread(a, approx), _pct(a["cv"]), ci(a, approx)]
         if two:
             b, test = row["b"], row["test"]
             verdict = test["verdict"].split(" (")[0]
             cells += [
                 str(b["n"]),
-                spread(b),
-                ci(b),
+                spread(b, approx),
+                ci(b, approx),
                 _pct(test["relative_difference"]),
                 _fmt(test["p"], 2),
                 f"[bold green]{verdict}[/]" if test["significant"] else verdict,
             ]
         table.add_row(*cells)
     console.print(table)
+    if result.get("estimated"):
+        console.print(
+            "[yellow]≈ estimated[/]: figures marked ≈ come from the CPU load→power curve of runs without a power "
+            "sensor (see docs/measurement.md).",
+            highlight=False,
+        )
     if two:
         console.print(
             f"Welch's t-test, two-sided, alpha = {result['alpha']:g}; Δ = (mean vs − mean) / mean.",
@@ -214,6 +285,14 @@ def sci(
             help="kWh per GB transferred: a number or seed, aslan-2015, ccf, swd-v3 (default 0.002652).",
         ),
     ] = None,
+    network_scope: Annotated[
+        str,
+        typer.Option(
+            "--network-scope",
+            help="Network bytes with transfer energy: external (only traffic that leaves the machine, each byte "
+            "once) or all (also traffic between containers of the machine, each transfer once).",
+        ),
+    ] = "external",
     trace: TraceOption = None,
     trace_at: TraceAtOption = None,
     as_json: JsonOption = False,
@@ -221,8 +300,14 @@ def sci(
 ) -> None:
     """Software Carbon Intensity: (operational + embodied) / R, with a static or time-varying intensity.
 
-    Example: wattwise sci 12 --te 1200000 --el 4 --rs 0.25
-    --trace data/carbon/DE-2024-hourly-electricitymaps.csv --trace-at 2024-07-15T12:00Z
+    A trace covers its own period (the shipped DE trace: 2024): for a run made at another time, --trace-at
+    says when the run is taken to have started.
+
+    Examples:
+
+      wattwise sci 12 --te 1200000 --el 4 --rs 0.25
+
+      wattwise sci 12 --trace data/carbon/DE-2024-hourly-electricitymaps.csv --trace-at 2024-07-15T12:00Z
     """
     from wattwise.analysis.carbon import network_kwh_per_gb
     from wattwise.analysis.sci import run_sci
@@ -237,6 +322,7 @@ def sci(
         pue=pue,
         trace_shift_s=shift,
         network_kwh_per_gb=network_kwh_per_gb(network),
+        network_scope=network_scope,
         te_g=te,
         el_years=el,
         rs=rs,
@@ -246,20 +332,27 @@ def sci(
     if as_json:
         print(json.dumps(result))
         return
+    approx = "≈" if result["estimated"] else ""
     lines = [
         f"phase {result['phase']}: {result['duration_s']:.3f} s",
-        f"energy E            {_fmt(result['energy_j'])} J",
+        f"energy E            {approx}{_fmt(result['energy_j'])} J",
         f"grid intensity I    {_fmt(result['intensity_g_per_kwh'])} gCO2e/kWh "
         f"({result['intensity_source']}), PUE {result['pue']:g}",
-        f"network transfer    {_fmt(result['network_bytes'])} B → {_fmt(result['network_energy_j'])} J "
-        f"→ {_fmt(result['network_g'])} g",
-        f"operational O       {_fmt(result['operational_g'])} gCO2e",
+        f"network transfer    {_fmt(result['network_bytes'])} B ({result['network_scope']}) → "
+        f"{_fmt(result['network_energy_j'])} J → {_fmt(result['network_g'])} g",
+        f"operational O       {approx}{_fmt(result['operational_g'])} gCO2e",
         f"embodied M          {_fmt(result['embodied_g'])} gCO2e",
         f"functional units R  {_fmt(result['r'])} × {result['r_d']} ({result['r_source']})",
-        f"SCI                 {_fmt(result['sci_g_per_unit'])} gCO2e per {result['r_d']}",
+        f"SCI                 {approx}{_fmt(result['sci_g_per_unit'])} gCO2e per {result['r_d']}",
     ]
     for line in lines:
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, markup=False)
+    if approx:
+        console.print(
+            "≈ estimated: E comes from the CPU load→power curve (no power sensor); see docs/measurement.md.",
+            highlight=False,
+            markup=False,
+        )
     for warning in result["warnings"]:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
 

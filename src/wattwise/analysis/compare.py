@@ -21,6 +21,18 @@ from wattwise.store import Store
 
 #: phase figures compared by default, from the summarize_run phase dicts
 DEFAULT_METRICS = ("energy_j", "duration_s", "mean_power_w", "carbon_g")
+#: phase figures that come from the machine's power; estimated wherever the phase's energy is
+ENERGY_FIGURES = frozenset(
+    {
+        "energy_j",
+        "mean_power_w",
+        "peak_power_w",
+        "carbon_g",
+        "unit_energy_j",
+        "above_baseline_energy_j",
+        "unit_above_baseline_energy_j",
+    }
+)
 CONFIDENCE = 0.95
 
 
@@ -99,6 +111,8 @@ class Row:
     a: Describe
     b: Describe | None
     test: Welch | None
+    #: some of the values come from the load→power estimate (shown with ≈)
+    estimated: bool = False
 
 
 def _values(summaries: list[dict[str, Any]], phase: str, metric: str) -> list[float]:
@@ -109,6 +123,18 @@ def _values(summaries: list[dict[str, Any]], phase: str, metric: str) -> list[fl
                 out.append(float(p[metric]))
                 break
     return out
+
+
+def _estimated(summaries: list[dict[str, Any]], phase: str, metric: str) -> bool:
+    """Whether any run's value of this figure in this phase is estimated."""
+    if metric not in ENERGY_FIGURES:
+        return False
+    return any(
+        bool(p.get("estimated"))
+        for s in summaries
+        for p in s["phases"]
+        if p["name"] == phase and p.get(metric) is not None
+    )
 
 
 def compare_summaries(
@@ -143,6 +169,7 @@ def compare_summaries(
                     describe(va),
                     describe(vb) if vb is not None else None,
                     welch(va, vb, alpha) if vb is not None else None,
+                    _estimated(a + (b or []), phase, metric),
                 )
             )
     return rows
@@ -170,5 +197,6 @@ def compare_runs(
         "names": names,
         "alpha": alpha,
         "confidence": CONFIDENCE,
+        "estimated": any(r.estimated for r in rows),
         "rows": [asdict(r) for r in rows],
     }

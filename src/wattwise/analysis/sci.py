@@ -25,16 +25,23 @@ from wattwise.analysis.carbon import (
     DEFAULT_NETWORK_KWH_PER_GB,
     Intensity,
     carbon_from_energy_g,
+    check_trace_covers,
     network_energy_j,
     operational_carbon,
 )
 from wattwise.analysis.phases import Series, load_series
 from wattwise.analysis.stats import RUNTIME, flow_children
+from wattwise.carbon.trace import CarbonTrace
 from wattwise.errors import WattwiseError
 from wattwise.store import Store
 
 SECONDS_PER_YEAR = 365.25 * 86400
 DEFAULT_R_METRIC = "sci_r"
+#: which network bytes carry transfer energy: "external" (only what leaves the machine, the default) or
+#: "all" (also traffic between containers and processes of the same machine, each transfer counted once)
+NETWORK_SCOPES = ("external", "all")
+MACHINE = "machine"
+EXTERNAL = "external"
 _R_LINE = re.compile(r"GMT_SCI_R\s*=\s*([0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)")
 
 
@@ -123,6 +130,10 @@ class SciResult:
     sci_g_per_unit: float | None
     params: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    #: E (and so O and the SCI) comes from the load→power estimate: shown with ≈
+    estimated: bool = False
+    #: which traffic `network_bytes` counts (see NETWORK_SCOPES)
+    network_scope: str = "external"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -151,6 +162,53 @@ def _amount(series: list[Series], name: str, windows: list[tuple[int, int]], det
     return total
 
 
+@dataclass
+class NetworkBytes:
+    """Bytes that carry transfer energy, and how they were found."""
+
+    bytes: float | None
+    machine_b: float | None  #: the machine's interface counters, rx + tx (same-host traffic on both ends)
+    units_b: float | None  #: the containers' own network namespaces, rx + tx
+    external_b: float | None  #: what left (or reached) the machine from outside, each byte once
+
+
+def network_bytes(series: list[Series], windows: list[tuple[int, int]], scope: str = "external") -> NetworkBytes:
+    """Network bytes of the windows that count for transfer energy.
+
+    The machine's counters (``detail="machine"``) sum every interface but loopback, so a container's traffic
+    passes through its host-side veth as well: a transfer between two containers of the machine shows up
+    twice (rx on one veth, tx on the other) without leaving it, and a container's traffic to the outside
+    twice (its veth and the uplink). Each container's own namespace counters (other details) mirror its veth,
+    so the traffic that crossed the machine's boundary, each byte once, is machine − containers. A series
+    with ``detail="external"`` (counted at the uplink) is used as it is. ``scope="all"`` adds the same-host
+    traffic, each transfer once: half of what the containers' counters saw that did not leave the machine."""
+    if scope not in NETWORK_SCOPES:
+        raise WattwiseError(f"network scope {scope!r} is not one of {', '.join(NETWORK_SCOPES)}")
+    names = ("network_rx_b", "network_tx_b")
+    if not any(s.name in names for s in series):
+        return NetworkBytes(None, None, None, None)
+
+    def total(keep: Any) -> float | None:
+        values = [
+            max(0.0, v)
+            for s in series
+            if s.name in names and keep(s.detail)
+            for a, b in windows
+            if (v := s.delta(a, b)) is not None
+        ]
+        return sum(values) if values else None
+
+    machine = total(lambda d: d == MACHINE)
+    units = total(lambda d: d not in (MACHINE, EXTERNAL))
+    external = total(lambda d: d == EXTERNAL)
+    if external is None:
+        external = max(0.0, (machine or 0.0) - (units or 0.0)) if machine is not None else None
+    chosen = external
+    if scope == "all" and external is not None:
+        chosen = external + max(0.0, (units or 0.0) - external) / 2
+    return NetworkBytes(chosen, machine, units, external)
+
+
 def _count_r_lines(store: Store, run_id: int, windows: list[tuple[int, int]]) -> float | None:
     total = None
     texts = [(n.t_us, n.text) for n in store.notes(run_id)] + [(e.t_us, e.text) for e in store.logs(run_id)]
@@ -171,6 +229,7 @@ def run_sci(
     pue: float | None = None,
     trace_shift_s: float = 0.0,
     network_kwh_per_gb: float = DEFAULT_NETWORK_KWH_PER_GB,
+    network_scope: str = "external",
     series: list[Series] | None = None,
     **overrides: Any,
 ) -> SciResult:
@@ -187,13 +246,13 @@ def run_sci(
         else:
             intensity = float(settings.get("intensity_g_per_kwh", 0.0))
     pue = float(pue if pue is not None else settings.get("pue", 1.0))
+    if isinstance(intensity, CarbonTrace):
+        run_start = min(p.start_us for p in store.phases(run_id))
+        check_trace_covers(intensity, windows, trace_shift_s, run_start_us=run_start)
     figure = operational_carbon(series, windows, intensity, pue, shift_s=trace_shift_s)
     if figure.energy_j is None:
         warnings.append("the run has no energy figures (no power or energy metric covers the phase)")
-    rx = _amount(series, "network_rx_b", windows, "machine") or 0.0
-    tx = _amount(series, "network_tx_b", windows, "machine") or 0.0
-    has_net = any(s.name in ("network_rx_b", "network_tx_b") for s in series)
-    net_bytes = rx + tx if has_net else None
+    net_bytes = network_bytes(series, windows, network_scope).bytes
     net_j = network_energy_j(net_bytes, network_kwh_per_gb) if net_bytes is not None else None
     net_g = None
     if net_j is not None and figure.intensity_g_per_kwh is not None:
@@ -247,4 +306,6 @@ def run_sci(
         sci_g_per_unit=sci,
         params={**asdict(params), "network_kwh_per_gb": network_kwh_per_gb},
         warnings=warnings,
+        estimated=figure.estimated,
+        network_scope=network_scope,
     )
