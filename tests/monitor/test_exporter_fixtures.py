@@ -18,8 +18,8 @@ from tests.monitor.conftest import (
 
 from wattwise.carbon.static import country_factor
 from wattwise.monitor.discovery import discover_units, read_usage, rebase_mounts
-from wattwise.providers.base import Kind, MetricSpec
 from wattwise.providers.cgroup import CgroupMounts, UnitCgroup
+from wattwise.providers.gpu_tools import GpuDevice, GpuSnapshot
 
 UPDATE = os.environ.get("WATTWISE_UPDATE_GOLDEN") == "1"
 VOLATILE = re.compile(r"^wattwise_exporter_scrape_duration_seconds\{.*$", re.MULTILINE)
@@ -179,21 +179,20 @@ def test_fast_reader_agrees_with_unit_cgroup(name: str, tmp_path: Path) -> None:
 
 
 class GpuStandIn:
-    """Two GPUs as the NVML provider presents them: one with an energy counter, one with power only."""
+    """Two GPUs as a GPU reader presents them: one with an energy counter, one with power only; no process."""
+
+    source = "stand-in"
 
     def __init__(self) -> None:
         self.energy_j = 1000.0
 
-    def specs(self) -> list[MetricSpec]:
-        return [MetricSpec("gpu_energy_j", "J", Kind.COUNTER, "gpu0:5f7c2e3a"),
-                MetricSpec("gpu_power_w", "W", Kind.GAUGE, "gpu1:0a1b2c3d")]
-
-    def read(self) -> list[float | None]:
+    def read(self) -> GpuSnapshot:
         self.energy_j += 400.0  # 40 W over the 10 s between the readings
-        return [self.energy_j, 22.0]
+        return GpuSnapshot((GpuDevice("gpu0:5f7c2e3a", 0, energy_j=self.energy_j),
+                            GpuDevice("gpu1:0a1b2c3d", 1, power_w=22.0)))
 
 
-def test_gpu_power_is_reported_and_kept_out_of_the_split(fixture_run) -> None:
+def test_gpu_power_no_unit_uses_is_reported_and_kept_out_of_the_split(fixture_run) -> None:
     run = fixture_run("slurm-v2", ipmi=True, pue=1.0)
     run.exporter.node.gpu = GpuStandIn()
     run.exporter._point = None  # start the first interval with the GPUs present

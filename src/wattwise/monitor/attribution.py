@@ -17,8 +17,8 @@ Between two scrapes (interval Δt) the exporter knows, for the node:
 
   with the documented default split f_cpu = 0.7, f_mem = 0.1 (fixed part 0.2: fans, disks, network,
   power-supply losses), and P_est the load→power curve at the node's CPU utilization. GPU power is
-  reported for the node but not attributed to units (no GPU→unit mapping yet), so it is taken out of
-  a whole-node reading before the split.
+  taken out of a whole-node reading before the split and attributed by GPU use instead
+  (:mod:`wattwise.monitor.gpus`): P_u gains PUE · Σ_g share_u,g · P_g.
 
 and, for each unit u of the N units alive at the scrape:
 
@@ -55,7 +55,8 @@ class PowerSplit:
     cpu_w: float
     memory_w: float
     fixed_w: float
-    unattributed_w: float = 0.0  # GPU power
+    unattributed_w: float = 0.0  # power of GPUs no unit used
+    gpu_attributed_w: float = 0.0  # power of GPUs charged to the units using them
 
     @property
     def attributable_w(self) -> float:
@@ -76,10 +77,14 @@ def split_node_power(
     ipmi_w: float | None = None,
     estimate_w: float | None = None,
     gpu_w: float = 0.0,
+    gpu_attributed_w: float = 0.0,
     cpu_fraction: float = DEFAULT_CPU_FRACTION,
     memory_fraction: float = DEFAULT_MEMORY_FRACTION,
 ) -> PowerSplit | None:
-    """The split of the table above, from whichever readings exist (None: no power known)."""
+    """The split of the table above, from whichever readings exist (None: no power known).
+
+    `gpu_w`: all GPUs' power; `gpu_attributed_w`: the part of it charged to units (wattwise.monitor.gpus).
+    The GPUs are part of the node reading: inside a whole-node (IPMI) reading, added to RAPL or the estimate."""
     check_fractions(cpu_fraction, memory_fraction)
     gpu_w = max(0.0, gpu_w)
     if rapl_package_w is not None:
@@ -87,17 +92,24 @@ def split_node_power(
         dram = max(0.0, rapl_dram_w or 0.0)
         if ipmi_w is not None:
             rest = max(0.0, ipmi_w - package - dram - gpu_w)
-            return PowerSplit("rapl+ipmi", ipmi_w, package, dram, rest, gpu_w)
-        return PowerSplit("rapl", package + dram, package, dram, 0.0, 0.0)
+            return _with_gpu(PowerSplit("rapl+ipmi", ipmi_w, package, dram, rest), gpu_w, gpu_attributed_w)
+        return _with_gpu(PowerSplit("rapl", package + dram + gpu_w, package, dram, 0.0), gpu_w, gpu_attributed_w)
     if ipmi_w is not None:
         base = max(0.0, ipmi_w - gpu_w)
-        return PowerSplit("ipmi", ipmi_w, cpu_fraction * base, memory_fraction * base,
-                          (1 - cpu_fraction - memory_fraction) * base, min(gpu_w, ipmi_w))
+        return _with_gpu(PowerSplit("ipmi", ipmi_w, cpu_fraction * base, memory_fraction * base,
+                                    (1 - cpu_fraction - memory_fraction) * base), min(gpu_w, ipmi_w),
+                         gpu_attributed_w)
     if estimate_w is not None:
         base = max(0.0, estimate_w)
-        return PowerSplit("estimate", base, cpu_fraction * base, memory_fraction * base,
-                          (1 - cpu_fraction - memory_fraction) * base, 0.0)
+        return _with_gpu(PowerSplit("estimate", base + gpu_w, cpu_fraction * base, memory_fraction * base,
+                                    (1 - cpu_fraction - memory_fraction) * base), gpu_w, gpu_attributed_w)
     return None
+
+
+def _with_gpu(split: PowerSplit, gpu_w: float, attributed_w: float) -> PowerSplit:
+    attributed = min(max(0.0, attributed_w), gpu_w)
+    return PowerSplit(split.source, split.node_w, split.cpu_w, split.memory_w, split.fixed_w,
+                      gpu_w - attributed, attributed)
 
 
 @dataclass(frozen=True)

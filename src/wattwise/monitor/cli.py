@@ -5,11 +5,14 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from wattwise.clitools import DbOption, console, err_console
+
+if TYPE_CHECKING:
+    from wattwise.providers.gpu_tools import GpuReader
 
 PANEL = "Cluster monitoring (Prometheus/Grafana)"
 
@@ -53,7 +56,10 @@ def exporter(
         help="IPMI DCMI power: auto (ipmitool or ipmi-dcmi if a BMC is there), off, or the command to run "
              "(e.g. 'ipmitool -I lanplus -H bmc dcmi power reading').")] = "auto",
     ipmi_interval: Annotated[float, typer.Option(help="Seconds between BMC readings.")] = 5.0,
-    gpu: Annotated[bool, typer.Option("--gpu/--no-gpu", help="Read NVIDIA GPUs through NVML if present.")] = True,
+    gpu: Annotated[bool, typer.Option("--gpu/--no-gpu", help="Read GPUs and attribute their power to units.")] = True,
+    gpu_source: Annotated[str, typer.Option(
+        help="GPU source: auto (the first of nvml, amd-smi, rocm-smi, nvidia-smi that works), nvml, nvidia-smi, "
+             "amd-smi, rocm-smi, or a tool with its path (e.g. 'amd-smi:/opt/rocm/bin/amd-smi').")] = "auto",
     tdp: Annotated[float | None, typer.Option(help="CPU TDP in W for the estimated power curve.")] = None,
     power_curve: Annotated[Path | None, typer.Option(
         help="Calibration CSV utilization,power_w for the estimated power.")] = None,
@@ -91,7 +97,7 @@ def exporter(
     node = NodeReader(proc_root, powercap_root)
     node.ipmi = _ipmi_poller(ipmi, ipmi_interval, IpmiPoller)
     if gpu:
-        node.gpu = _open_gpu()
+        node.gpu = _open_gpu(gpu_source)
     owners = OwnerResolver(proc_root, ProjectMap.load(projects) if projects else None,
                            UserNames(passwd), shlex.split(scontrol) if scontrol else None)
     curve = default_power_curve(tdp, power_curve)
@@ -137,17 +143,21 @@ def _ipmi_poller(ipmi: str, interval: float, poller_class):
     return poller
 
 
-def _open_gpu():
-    from wattwise.providers.nvml import NvmlProvider
+def _open_gpu(source: str) -> GpuReader | None:
+    from wattwise.errors import ConfigError
+    from wattwise.providers.base import ProviderError
+    from wattwise.providers.gpu_tools import GPU_SOURCES, detect_gpu_reader, open_gpu_reader
 
-    provider = NvmlProvider()
-    if not provider.availability().available:
-        return None
+    if source == "auto":
+        return detect_gpu_reader()
+    name, _, path = source.partition(":")
+    if name not in GPU_SOURCES:
+        raise ConfigError(f"--gpu-source {source!r}: allowed are auto, {', '.join(GPU_SOURCES)} "
+                          "(a tool may carry its path: amd-smi:/opt/rocm/bin/amd-smi)")
     try:
-        provider.open()
-    except Exception:
-        return None
-    return provider
+        return open_gpu_reader(name, [path] if path else None)
+    except ProviderError as exc:
+        raise ConfigError(f"--gpu-source {source}: {exc}") from exc
 
 
 def monitor_api(

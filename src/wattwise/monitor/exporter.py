@@ -42,7 +42,8 @@ from wattwise.monitor.discovery import (
     unit_process,
 )
 from wattwise.monitor.exposition import CONTENT_TYPE, Family, format_value, label_text, render
-from wattwise.monitor.metadata import OwnerResolver, UnitOwner
+from wattwise.monitor.gpus import GpuShare, gpu_users, gpus_from_environment, share_gpus, unit_pids
+from wattwise.monitor.metadata import OwnerResolver, UnitOwner, process_environ
 from wattwise.monitor.node import NodeReader, NodeSample
 from wattwise.providers.cgroup import CgroupMounts, CgroupUsage
 from wattwise.providers.estimate import PowerCurve
@@ -80,8 +81,9 @@ class ExporterConfig:
 
 
 class _UnitState:
-    __slots__ = ("alive", "cpu_base_s", "cpu_share", "emissions_g", "energy_j", "first_seen_s", "labels",
-                 "memory_share", "owner", "power_w", "procs_hint", "static", "static_at_s", "unit", "usage")
+    __slots__ = ("alive", "cpu_base_s", "cpu_share", "emissions_g", "energy_j", "first_seen_s", "gpu_energy_j",
+                 "gpu_env", "gpu_power", "labels", "memory_share", "owner", "power_w", "procs_hint", "static",
+                 "static_at_s", "unit", "usage")
 
     def __init__(self, unit: Unit, now_s: float) -> None:
         self.unit = unit
@@ -99,6 +101,9 @@ class _UnitState:
         self.usage: CgroupUsage | None = None
         self.alive = False
         self.procs_hint: str | None = None
+        self.gpu_power: dict[str, tuple[float, str]] = {}  # gpu → (W with PUE, split) in the last interval
+        self.gpu_energy_j: dict[str, float] = {}  # gpu → J with PUE since first seen
+        self.gpu_env: list[str] | None = None  # GPUs named by a Slurm job's environment, once read
 
 
 @dataclass
@@ -234,27 +239,28 @@ class MonitorExporter:
             if any(c.domain == "dram" for c in node.rapl):
                 rapl_dram_w = (node.rapl_energy_j("dram") - point.node.rapl_energy_j("dram")) / dt
         gpu_w = 0.0
-        before = {g.gpu: g for g in point.node.gpus}
+        before = {g.label: g for g in point.node.gpus}
         self._gpu_power_w = {}
         for gpu in node.gpus:
             if gpu.power_w is not None:
                 power = gpu.power_w
-            elif gpu.energy_j is not None and gpu.gpu in before and before[gpu.gpu].energy_j is not None:
-                power = max(0.0, (gpu.energy_j - before[gpu.gpu].energy_j) / dt)  # type: ignore[operator]
+            elif gpu.energy_j is not None and gpu.label in before and before[gpu.label].energy_j is not None:
+                power = max(0.0, (gpu.energy_j - before[gpu.label].energy_j) / dt)  # type: ignore[operator]
             else:
                 continue
-            self._gpu_power_w[gpu.gpu] = power
+            self._gpu_power_w[gpu.label] = power
             gpu_w += power
         self._estimate_w = None
         if rapl_package_w is None and node.ipmi_power_w is None:
             self._estimate_w = self.curve.power_w(utilization_between(point.node.cpu, node.cpu))
+        alive = [s for s in self._states.values() if s.alive and s.owner is not None]
+        gpu_shares = self._gpu_shares(node, alive) if self._gpu_power_w else []
         split = split_node_power(
             rapl_package_w=rapl_package_w, rapl_dram_w=rapl_dram_w, ipmi_w=node.ipmi_power_w,
-            estimate_w=self._estimate_w, gpu_w=gpu_w, cpu_fraction=self.config.cpu_fraction,
-            memory_fraction=self.config.memory_fraction)
+            estimate_w=self._estimate_w, gpu_w=gpu_w, gpu_attributed_w=sum(g.power_w for g in gpu_shares),
+            cpu_fraction=self.config.cpu_fraction, memory_fraction=self.config.memory_fraction)
         self._split = split
         intensity = self._intensity
-        alive = [s for s in self._states.values() if s.alive and s.owner is not None]
         cpu_deltas = []
         for state in alive:
             cpu_now = (state.usage.cpu_time_s if state.usage else None) or 0.0
@@ -264,11 +270,19 @@ class MonitorExporter:
         shares = unit_shares(cpu_deltas, memory, busy_delta, float(node.memory_used_b), split,
                              self.config.pue)
         intensity_g = intensity.intensity_g_per_kwh if intensity else 0.0
+        pue = self.config.pue
+        for state in self._states.values():
+            state.gpu_power = {}
+        for gpu_share in gpu_shares:
+            gpu_state = self._states[gpu_share.unit]
+            gpu_state.gpu_power[gpu_share.gpu] = (pue * gpu_share.power_w, gpu_share.split)
+            gpu_state.gpu_energy_j[gpu_share.gpu] = (gpu_state.gpu_energy_j.get(gpu_share.gpu, 0.0)
+                                                     + pue * gpu_share.power_w * dt)
         for state, share in zip(alive, shares, strict=True):
             state.cpu_share = share.cpu_share
             state.memory_share = share.memory_share
-            state.power_w = share.power_w
-            energy = share.power_w * dt
+            state.power_w = share.power_w + sum(w for w, _ in state.gpu_power.values())
+            energy = state.power_w * dt
             state.energy_j += energy
             state.emissions_g += emissions_g(energy, intensity_g)
         for state in self._states.values():
@@ -280,6 +294,24 @@ class MonitorExporter:
             self._node_energy_j += node_energy
             self._node_emissions_g += emissions_g(node_energy * self.config.pue, intensity_g)
         self._point = _Point(now, node)
+
+    def _gpu_shares(self, node: NodeSample, alive: list[_UnitState]) -> list[GpuShare]:
+        """The GPUs' power of the interval shared among the live units using them (wattwise.monitor.gpus)."""
+        claims: dict[tuple[str, str], list[str]] = {}
+        for state in alive:
+            if state.unit.manager != "slurm":
+                continue
+            if state.gpu_env is None:
+                for pid in unit_pids(state.unit.directories(), limit=64):
+                    environ = process_environ(str(self.config.proc_root), pid)
+                    found = gpus_from_environment(environ, node.gpus)
+                    if found is not None or "SLURM_JOB_ID" in environ:
+                        state.gpu_env = found or []
+                        break
+            if state.gpu_env:
+                claims[state.unit.key] = state.gpu_env
+        users = gpu_users(node.gpu_processes, str(self.config.proc_root), {s.unit.key for s in alive}, claims)
+        return share_gpus(self._gpu_power_w, users)
 
     def _current_intensity(self, now: float) -> IntensityReading | None:
         try:
@@ -340,8 +372,23 @@ class MonitorExporter:
                     append(name + labels + fmt(value))
             for append, name, attribute in per_state:
                 append(name + labels + fmt(getattr(state, attribute)))
+        f_gpu_power = Family(p + "unit_gpu_power_watts", "gauge",
+                             "GPU power attributed to the unit in the last interval, PUE included (split: exclusive, "
+                             "utilization or even); part of wattwise_unit_power_watts.")
+        f_gpu_energy = Family(p + "unit_gpu_energy_joules_total", "counter",
+                              "GPU energy attributed to the unit since this exporter first saw it, PUE included; "
+                              "part of wattwise_unit_energy_joules_total.")
+        for _, state in exported:
+            if state.gpu_energy_j:
+                labels = state.labels
+                for gpu, energy in sorted(state.gpu_energy_j.items()):
+                    gpu_labels = labels + "," + label_text([("gpu", gpu)])
+                    f_gpu_energy.add(gpu_labels, energy)
+                    if gpu in state.gpu_power:
+                        watts, how = state.gpu_power[gpu]
+                        f_gpu_power.add(gpu_labels + "," + label_text([("split", how)]), watts)
         units = [f_cpu, f_user, f_sys, f_cpus, f_mem, f_limit, f_rss, f_cache, f_fail, f_oom,
-                 f_cshare, f_mshare, f_power, f_energy, f_co2, f_start]
+                 f_cshare, f_mshare, f_power, f_energy, f_co2, f_start, f_gpu_power, f_gpu_energy]
         return [*units, *self._node_families(node, counts)]
 
     def _node_families(self, node: NodeSample, counts: dict[str, int]) -> list[Family]:
@@ -374,11 +421,11 @@ class MonitorExporter:
         ipmi = Family(p + "ipmi_power_watts", "gauge", "Whole-node power from the BMC (IPMI DCMI).")
         if node.ipmi_power_w is not None:
             ipmi.add(host, node.ipmi_power_w)
-        gpu_power = Family(p + "gpu_power_watts", "gauge", "GPU board power (not attributed to units).")
+        gpu_power = Family(p + "gpu_power_watts", "gauge", "GPU board power.")
         gpu_energy = Family(p + "gpu_energy_joules_total", "counter", "GPU energy since the exporter started.")
         for gpu in node.gpus:
-            labels = label_text([("hostname", hostname), ("gpu", gpu.gpu)])
-            power = gpu.power_w if gpu.power_w is not None else self._gpu_power_w.get(gpu.gpu)
+            labels = label_text([("hostname", hostname), ("gpu", gpu.label)])
+            power = gpu.power_w if gpu.power_w is not None else self._gpu_power_w.get(gpu.label)
             if power is not None:
                 gpu_power.add(labels, power)
             if gpu.energy_j is not None:
@@ -392,12 +439,12 @@ class MonitorExporter:
                        "The node reading shared among units in the last interval, before PUE.")
         split_family = Family(p + "node_power_split_watts", "gauge",
                               "The node power in the parts attributed by CPU share, by memory share, evenly "
-                              "(fixed), and not at all (GPU), before PUE.")
+                              "(fixed), by GPU use (gpu), and not at all (GPUs no unit used), before PUE.")
         split = self._split
         if split is not None:
             power.add(label_text([("hostname", hostname), ("source", split.source)]), split.node_w)
             for part, value in (("cpu", split.cpu_w), ("memory", split.memory_w), ("fixed", split.fixed_w),
-                                ("unattributed", split.unattributed_w)):
+                                ("gpu", split.gpu_attributed_w), ("unattributed", split.unattributed_w)):
                 split_family.add(label_text([("hostname", hostname), ("part", part)]), value)
         node_energy = Family(p + "node_energy_joules_total", "counter",
                              "Integral of the node power since the exporter started, before PUE.")

@@ -1,4 +1,5 @@
-"""What the node as a whole uses: CPU time by mode, memory, RAPL energy, BMC power, GPU power/energy.
+"""What the node as a whole uses: CPU time by mode, memory, RAPL energy, BMC power, GPU power/energy and the
+processes on each GPU.
 
 Every read is fresh, except IPMI DCMI: the BMC tool takes ~0.1–1 s per call and the BMC updates its
 reading about once a second, so a background thread polls it (``ipmi_interval_s``) and a scrape takes
@@ -11,11 +12,11 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from wattwise.providers.base import CounterAccumulator, ProviderError
+from wattwise.providers.gpu_tools import GpuDevice, GpuProcess, GpuReader, GpuSnapshot
 from wattwise.providers.ipmi import IpmiDcmiProvider
 from wattwise.providers.procstat import CpuTimes, read_cpu_times
 from wattwise.providers.rapl import UJ_PER_J, read_rapl_zones
@@ -49,20 +50,14 @@ class RaplCounter:
 
 
 @dataclass(frozen=True)
-class GpuReading:
-    gpu: str  # gpu0:5f7c2e3a
-    power_w: float | None = None
-    energy_j: float | None = None  # cumulative since the exporter opened NVML
-
-
-@dataclass(frozen=True)
 class NodeSample:
     cpu: CpuTimes
     memory_b: dict[str, int]
     rapl: tuple[RaplCounter, ...] = ()
     ipmi_power_w: float | None = None
-    gpus: tuple[GpuReading, ...] = ()
+    gpus: tuple[GpuDevice, ...] = ()
     errors: tuple[str, ...] = ()
+    gpu_processes: tuple[GpuProcess, ...] = ()
 
     @property
     def memory_used_b(self) -> int:
@@ -123,7 +118,7 @@ class NodeReader:
     proc_root: Path = Path("/proc")
     powercap_root: Path | None = Path("/sys/class/powercap")
     ipmi: IpmiPoller | None = None
-    gpu: object | None = None  # an opened NvmlProvider (or anything with specs() and read())
+    gpu: GpuReader | None = None  # an opened GPU reader (wattwise.providers.gpu_tools)
     _rapl: dict[str, tuple[CounterAccumulator, float]] = field(default_factory=dict)
     rapl_available: bool = False
 
@@ -165,22 +160,11 @@ class NodeReader:
             except ProviderError as exc:
                 errors.append(f"rapl: {exc}")
         ipmi_w = self.ipmi.latest() if self.ipmi is not None else None
-        gpus: tuple[GpuReading, ...] = ()
+        snapshot = GpuSnapshot()
         if self.gpu is not None:
             try:
-                gpus = _gpu_readings(self.gpu)
+                snapshot = self.gpu.read()
             except ProviderError as exc:
                 errors.append(f"gpu: {exc}")
-        return NodeSample(cpu, memory, rapl, ipmi_w, gpus, tuple(errors))
+        return NodeSample(cpu, memory, rapl, ipmi_w, snapshot.devices, tuple(errors), snapshot.processes)
 
-
-def _gpu_readings(provider: object) -> tuple[GpuReading, ...]:
-    specs: Sequence = provider.specs()  # type: ignore[attr-defined]
-    values: Sequence[float | None] = provider.read()  # type: ignore[attr-defined]
-    by_gpu: dict[str, dict[str, float | None]] = {}
-    for spec, value in zip(specs, values, strict=True):
-        by_gpu.setdefault(spec.detail, {})[spec.name] = value
-    return tuple(
-        GpuReading(gpu, power_w=v.get("gpu_power_w"), energy_j=v.get("gpu_energy_j"))
-        for gpu, v in sorted(by_gpu.items())
-    )
