@@ -213,6 +213,7 @@ def _close(
             cgroup.kill_all()  # children the command left behind
         for reader in readers:
             reader.join(timeout=5)
+        session.stop_sampling()
         if runtime_start is not None and runtime_end is not None:
             session.add_phase("[RUNTIME]", runtime_start, runtime_end)
         for reader, stream_name in zip(readers, ("stdout", "stderr"), strict=False):

@@ -32,6 +32,7 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wattwise.carbon.static import resolve_grid_factor, resolve_pue
@@ -97,6 +98,8 @@ class MeasurementSession:
         self.end: SessionEnd | None = None
         self._cpu_at: dict[int, CpuTimes] = {}  # boundary t_us -> the machine's CPU times then
         self._marker: Any = None
+        self._reserve: Path | None = None
+        self._sampling_stopped = False
 
     # --- opening ---------------------------------------------------------------------------------
     def open(self) -> int:
@@ -137,6 +140,7 @@ class MeasurementSession:
             owner=(host, pid, start_ticks),
         )
         self._marker = RunMarker.create(self.store.url, self.run_id, host, pid, start_ticks)
+        self._reserve = _reserve_space(self.store, self.run_id)
         if options.on_run_created is not None:
             options.on_run_created(self.run_id)
         self.sampler = Sampler(self.store, self.run_id, clock=self.clock)
@@ -221,16 +225,14 @@ class MeasurementSession:
 
         if self.end is not None:
             return self.end
-        sampler_warnings: list[str] = []
-        lost = 0
         try:
-            if self.sampler is not None:
-                sampler_warnings = self.sampler.stop()
-                lost = self.sampler.samples_lost
+            self.stop_sampling()
         finally:
             for cgroup in self.cgroups:
                 cgroup.kill_all()
                 cgroup.remove()
+        lost = self.sampler.samples_lost if self.sampler is not None else 0
+        sampler_warnings = self.sampler.warnings if self.sampler is not None else []
         all_warnings = list(dict.fromkeys([*(warnings or []), *self.warnings, *sampler_warnings]))
         if lost and self.sampler is not None:
             reason = (f"{lost} of {lost + self.sampler.samples_written} samples could not be written "
@@ -239,7 +241,12 @@ class MeasurementSession:
                 status = RunStatus.INCOMPLETE
             error = f"{error}; {reason}" if error else reason
         try:
-            self.store.finish_run(self.run_id, status, error=error, exit_code=exit_code, warnings=all_warnings)
+            try:
+                self.store.finish_run(self.run_id, status, error=error, exit_code=exit_code, warnings=all_warnings)
+            except Exception:
+                if not self._release_reserve():
+                    raise
+                self.store.finish_run(self.run_id, status, error=error, exit_code=exit_code, warnings=all_warnings)
         except Exception as exc:
             if self._marker is not None:
                 self._marker.set_outcome(status, error)
@@ -249,18 +256,68 @@ class MeasurementSession:
             ) from exc
         if self._marker is not None:
             self._marker.remove()
+        self._release_reserve()
         self.end = SessionEnd(status, error, all_warnings, lost)
         return self.end
 
+    def stop_sampling(self) -> None:
+        """Last reading of every provider, every sample written (or counted lost), providers closed. Called by
+        `finish()`; call it earlier to store phases and logs after the last samples. When sample writes failed
+        (a full disk), the space reserved at `open()` is given back so that the run can still be closed."""
+        if self._sampling_stopped or self.sampler is None:
+            return
+        self._sampling_stopped = True
+        self.sampler.stop()
+        if self.sampler.write_error is not None:
+            self._release_reserve()
+
     def summarize(self) -> dict[str, Any]:
-        """Per-phase figures of the closed run (also stored as the run's results)."""
+        """Per-phase figures of the closed run (also stored as the run's results when it can be written)."""
         from wattwise.analysis import summarize_run
 
         summary: dict[str, Any] = summarize_run(self.store, self.run_id)
-        self.store.update_run(self.run_id, results=summary)
+        try:
+            self.store.update_run(self.run_id, results=summary)
+        except Exception as exc:  # a cache: the run page computes it again
+            summary.setdefault("warnings", []).append(f"the summary could not be stored: {type(exc).__name__}")
         return summary
+
+    def _release_reserve(self) -> bool:
+        if self._reserve is None:
+            return False
+        try:
+            self._reserve.unlink()
+        except OSError:
+            pass
+        self._reserve = None
+        return True
 
     def _sampler(self) -> Sampler:
         if self.sampler is None:
             raise RuntimeError("MeasurementSession.open() first")
         return self.sampler
+
+
+#: bytes kept free next to a SQLite database while a run is open, given back when the disk fills up so that the
+#: run's phases, output and status can still be written
+RESERVE_BYTES = 256 * 1024
+
+
+def _reserve_space(store: Store, run_id: int) -> Path | None:
+    database = store.engine.url.database if store.engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        return None
+    path = Path(database).expanduser().with_name(f".{Path(database).name}.wattwise-reserve-{run_id}")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+        finally:
+            os.close(fd)
+    except (OSError, AttributeError):
+        try:
+            path.unlink()
+        except OSError:
+            pass
+        return None
+    return path
