@@ -52,6 +52,8 @@ def test_run_json_has_the_measure_shape(tmp_path: Path, needs_cgroups: None) -> 
         "run",
         str(EXAMPLES / "host-training" / "usage_scenario.yml"),
         "--dev-no-sleeps",
+        "--backend",
+        "host",
         "--json",
         "--name",
         "cli test",
@@ -79,7 +81,8 @@ def test_run_json_has_the_measure_shape(tmp_path: Path, needs_cgroups: None) -> 
     assert [p["name"] for p in summary["phases"] if p["parent"] == "[RUNTIME]"] == ["Train", "Report"]
     assert summary["sci"]["R"] == 60000
 
-    done = wattwise("run", str(EXAMPLES / "host-training" / "usage_scenario.yml"), "--dev-no-sleeps", data_dir=tmp_path)
+    example = str(EXAMPLES / "host-training" / "usage_scenario.yml")
+    done = wattwise("run", example, "--dev-no-sleeps", "--backend", "host", data_dir=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "Per service" in done.stdout and "trainer" in done.stdout
 
@@ -93,6 +96,9 @@ def test_run_failure_shows_the_output(tmp_path: Path, needs_cgroups: None) -> No
         "        shell: sh\n        command: echo '[RUNTIME] looks like markup'; exit 3\n"
     )
     done = wattwise("run", str(scenario), "--dev-no-sleeps", data_dir=tmp_path)
+    assert done.returncode == 2  # a file cannot choose the host backend by itself
+    assert "x-wattwise.backend: the file asks for the host backend" in done.stderr
+    done = wattwise("run", str(scenario), "--dev-no-sleeps", "--backend", "host", data_dir=tmp_path)
     assert done.returncode == 1
     assert "[RUNTIME] looks like markup" in done.stderr
     assert "error: flow step 'Boom', command 1" in done.stderr and "exited with code 3" in done.stderr

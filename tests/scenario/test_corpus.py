@@ -23,7 +23,15 @@ def _load(path: Path):
     args = shlex.split(args_file.read_text()) if args_file.exists() else []
     variables = [args[i + 1] for i, arg in enumerate(args) if arg == "--variable"]
     backend = next((args[i + 1] for i, arg in enumerate(args) if arg == "--backend"), "auto")
-    return load_scenario(path, parse_variables(variables), allow_unsafe="--allow-unsafe" in args, backend=backend)
+    uri = next((args[i + 1] for i, arg in enumerate(args) if arg == "--uri"), None)  # relative to the file's folder
+    return load_scenario(
+        path,
+        parse_variables(variables),
+        allow_unsafe="--allow-unsafe" in args,
+        skip_unsafe="--skip-unsafe" in args,
+        backend=backend,
+        root=(path.parent / uri) if uri else None,
+    )
 
 
 @pytest.mark.parametrize("path", _files("valid"), ids=lambda p: p.name)
@@ -112,7 +120,7 @@ def test_corpus_details() -> None:
     assert not metrics["latency"].sci and metrics["latency"].value_group == 2
 
     ignored = _load(CORPUS / "valid" / "ignore-unsupported.yml")
-    assert len(ignored.warnings) == 3 and "restart" in ignored.warnings[0]
+    assert len(ignored.warnings) == 3 and "stop_grace_period" in ignored.warnings[0]
 
     host = _load(CORPUS / "valid" / "host-backend.yml")
     assert host.backend == "host" and host.start_order() == ["job", "side"]

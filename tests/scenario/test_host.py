@@ -37,7 +37,7 @@ def scenario_dirs(token_part: str) -> list[Path]:
 
 
 def test_host_training_example(store: Store) -> None:
-    result = run_scenario(store, EXAMPLE, RunOptions(dev_no_sleeps=True, interval_s=0.05))
+    result = run_scenario(store, EXAMPLE, RunOptions(backend="host", dev_no_sleeps=True, interval_s=0.05))
     assert result.status == "finished", result.error
     summary = result.summary
     names = [p["name"] for p in summary["phases"]]
@@ -111,7 +111,7 @@ flow:
 def test_failing_step_fails_the_run_and_cleans_up(store: Store, tmp_path: Path) -> None:
     path = tmp_path / "usage_scenario.yml"
     path.write_text(FAILING)
-    result = run_scenario(store, path, RunOptions(baseline_s=0.2, idle_s=0.2))
+    result = run_scenario(store, path, RunOptions(backend="host", baseline_s=0.2, idle_s=0.2))
     assert result.status == "failed"
     assert result.exit_code == 4
     assert "flow step 'Break'" in (result.error or "") and "exited with code 4" in (result.error or "")
@@ -151,7 +151,7 @@ def test_timeout_and_unhealthy_service(store: Store, tmp_path: Path) -> None:
             """
         )
     )
-    result = run_scenario(store, path, RunOptions(dev_no_sleeps=True, command_timeout_s=0.5))
+    result = run_scenario(store, path, RunOptions(backend="host", dev_no_sleeps=True, command_timeout_s=0.5))
     assert result.status == "failed"
     assert "did not finish within 0.5 s" in (result.error or "")
     assert joined_logs(store, result.run_id)[("Slow", "stdout")] == "waiting\n"  # kept though it was stopped
@@ -182,7 +182,7 @@ def test_timeout_and_unhealthy_service(store: Store, tmp_path: Path) -> None:
             """
         )
     )
-    result = run_scenario(store, path, RunOptions(dev_no_sleeps=True))
+    result = run_scenario(store, path, RunOptions(backend="host", dev_no_sleeps=True))
     assert result.status == "failed"
     assert result.error == "service db is unhealthy: its healthcheck failed 3 times in a row (3 checks)"
     assert "not yet" in (result.output or "")
@@ -221,7 +221,7 @@ def test_healthy_dependency_and_legacy_sci(store: Store, tmp_path: Path) -> None
             """
         )
     )
-    result = run_scenario(store, path, RunOptions(dev_no_sleeps=True))
+    result = run_scenario(store, path, RunOptions(backend="host", dev_no_sleeps=True))
     assert result.status == "finished", result.error
     assert result.summary["sci"] == {"R_d": "request", "R": 7.0, "R_source": "GMT_SCI_R lines (2)"}
 
@@ -252,7 +252,7 @@ def test_cancel_stops_the_run_and_cleans_up(store: Store, tmp_path: Path, when_s
     cancel = threading.Event()
     timer = threading.Timer(when_s, cancel.set)
     timer.start()
-    result = run_scenario(store, path, RunOptions(baseline_s=1.0, idle_s=0.2, cancel=cancel))
+    result = run_scenario(store, path, RunOptions(backend="host", baseline_s=1.0, idle_s=0.2, cancel=cancel))
     timer.cancel()
     assert result.status == "failed" and "cancelled" in (result.error or "")
     names = [p["name"] for p in result.summary["phases"]]

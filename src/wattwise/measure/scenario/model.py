@@ -78,7 +78,10 @@ class Service:
     log_stderr: bool = True
     read_notes_stdout: bool = False
     read_sci_stdout: bool = False
-    engine_args: list[str] = field(default_factory=list)  # docker-run-args (--allow-unsafe only)
+    engine_args: list[str] = field(default_factory=list)  # docker-run-args (GMT's allow-list, or --allow-unsafe)
+    expose: list[str] = field(default_factory=list)  # ports opened to the other containers (--expose)
+    shm_size: str | None = None
+    folder_destination: str = "/tmp/repo"  # where the root (--uri) is mounted read-only, as GMT does
 
     @property
     def display_name(self) -> str:
@@ -136,6 +139,8 @@ class Scenario:
     version: str | None = None
     warnings: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # how accepted GMT keys are used or ignored (--verbose)
+    root: Path | None = None  # the root paths are judged against (--uri); None: the scenario's folder
 
     @property
     def folder(self) -> Path:

@@ -404,7 +404,8 @@ def _merge_key_pairs(
             raise _MergeKeyError("a mapping merges itself (<< refers to its own anchor)", source.start_mark.line + 1)
         if not isinstance(source, MappingNode):
             raise _MergeKeyError(
-                f"<< expects a mapping or a list of mappings, found {source.id}", source.start_mark.line + 1
+                f"<< expects a mapping or a list of mappings, found {getattr(source, 'id', 'a value')}",
+                source.start_mark.line + 1,
             )
         for key_node, value_node in _merge_key_pairs(source, visiting, memo):
             ident = (key_node.tag, key_node.value) if isinstance(key_node, ScalarNode) else ("", str(id(key_node)))
