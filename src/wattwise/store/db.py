@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from wattwise.errors import WattwiseError
 
@@ -24,8 +24,13 @@ def make_engine(url: str) -> Engine:
         raise WattwiseError(f"not a database URL: {url!r} ({exc})") from exc
     if parsed.drivername.startswith("sqlite"):
         database = parsed.database
-        if database and database != ":memory:":
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if database and database != ":memory:" and not database.startswith("file:"):
+            folder = Path(database).expanduser().parent
+            if not folder.is_dir():
+                raise WattwiseError(
+                    f"the folder of the database {database} does not exist ({folder}); create it first "
+                    f"(mkdir -p {folder}) or give another path with --db"
+                )
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -48,6 +53,11 @@ def make_engine(url: str) -> Engine:
                         "keepalives_count": 3}
     try:
         return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+    except NoSuchModuleError:
+        raise WattwiseError(
+            f"unknown database kind {parsed.drivername.split('+')[0]!r} in {url!r}: give a SQLite file path, "
+            "sqlite:///PATH or postgresql://USER@HOST/DB"
+        ) from None
     except ModuleNotFoundError as exc:
         raise WattwiseError(
             f"the database driver for {parsed.drivername} is not installed ({exc.name}); "

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from wattwise.errors import WattwiseError
@@ -17,6 +18,10 @@ from wattwise.store.db import make_engine, migrate
 from wattwise.store.models import LogEntry, Metric, Note, Phase, Run, RunStatus, samples, utcnow
 
 SampleRow = tuple[int, int, float]  # (metric_id, t_us, value)
+
+
+class DatabaseError(WattwiseError):
+    """The database cannot be read or written (read-only, full, unreachable)."""
 
 # PostgreSQL binary COPY: a row is int16 field count, then per field int32 length + big-endian value
 _PG_ROW = np.dtype([("fields", ">i2"), ("len_m", ">i4"), ("metric_id", ">i4"), ("len_t", ">i4"),
@@ -51,8 +56,22 @@ class Store:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
-            yield session
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except OperationalError as exc:
+            raise self.write_error(exc) from exc
+
+    def write_error(self, exc: OperationalError) -> WattwiseError:
+        """A database failure a user can act on, named: read-only or immutable file, full disk, gone server."""
+        reason = str(exc.orig) if exc.orig is not None else str(exc)
+        where = self.engine.url.render_as_string()
+        hint = ""
+        if "readonly" in reason:
+            hint = " (is the file or its folder read-only, or immutable: `lsattr`?)"
+        elif "disk is full" in reason or "No space left" in reason:
+            hint = " (the disk is full)"
+        return DatabaseError(f"database {where}: {reason}{hint}")
 
     # --- runs -------------------------------------------------------------------------------------
     def create_run(
@@ -221,7 +240,7 @@ class Store:
         try:
             cursor = raw.cursor()
             if self.is_postgres:
-                with cursor.copy("COPY samples (metric_id, t_us, value) FROM STDIN (FORMAT BINARY)") as copy:  # type: ignore[attr-defined]
+                with cursor.copy("COPY samples (metric_id, t_us, value) FROM STDIN (FORMAT BINARY)") as copy:
                     copy.write(_pg_binary_copy(rows))
             else:
                 cursor.executemany("INSERT INTO samples (metric_id, t_us, value) VALUES (?, ?, ?)", rows)
