@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from wattwise.providers.base import Kind, MetricSpec
@@ -30,7 +32,7 @@ def scenario_run(
     *,
     power_w: float = 100.0,
     idle_w: float = 50.0,
-    sci: dict | None = None,
+    sci: dict[str, Any] | None = None,
     name: str = "scenario",
     hidden_setup: bool = True,
 ) -> int:
@@ -68,7 +70,9 @@ def scenario_run(
     add_series(
         store, run_id, MetricSpec("sci_r", "1", Kind.COUNTER, "scenario"), t, np.clip((t - 22) * 5, 0, 40)
     )
-    s = lambda x: T0 + int(x * 1e6)  # noqa: E731
+    def s(x: float) -> int:
+        return T0 + int(x * 1e6)
+
     store.add_phase(run_id, "[BASELINE]", s(0), s(10))
     store.add_phase(run_id, "[RUNTIME]", s(10), s(30))
     store.add_phase(run_id, "setup", s(10), s(12), parent="[RUNTIME]", hidden=hidden_setup)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,6 +45,9 @@ class CarbonTrace:
     end_s: float
     zone: str | None = None
     source: str = "<memory>"
+    # set by __post_init__: breakpoints (times..., end) and the integral up to each
+    _edges: np.ndarray = field(init=False, repr=False, compare=False)
+    _cumulative: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         times = np.asarray(self.times_s, dtype=float)

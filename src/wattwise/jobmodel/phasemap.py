@@ -212,13 +212,13 @@ def phase_spans(run: PowerRun, phasemap: PhaseMap, *, ignore_unknown: bool = Fal
         merged.append(boundary)
     spans: list[PhaseSpan] = []
     seen_work: PhaseSpan | None = None
-    for i, (start, (name, section, checkpoint), event) in enumerate(merged):
+    for i, (start, (name, section, checkpoint), started_by) in enumerate(merged):
         end = merged[i + 1][0] if i + 1 < len(merged) else max(job_end, start)
-        span = PhaseSpan(name, section, checkpoint, start, end, event)
+        span = PhaseSpan(name, section, checkpoint, start, end, started_by)
         if section == "work":
             seen_work = seen_work or span
         elif seen_work is not None:
-            line = f":{event.line}" if event else ""
+            line = f":{started_by.line}" if started_by else ""
             raise RunError(
                 f"{where}{line}: startup phase {name!r} starts after work phase {seen_work.name!r} began; "
                 f"a run to fit must be one uninterrupted job (startup phases first)"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, LargeBinary, String, Table
 from sqlalchemy.orm import Mapped, mapped_column
 
 from wattwise.store.models import Base, utcnow
@@ -58,5 +58,6 @@ def ensure_cache_tables(store: Any) -> None:
     (once per process and database; a no-op where they exist)."""
     if store.url in _ensured:
         return
-    Base.metadata.create_all(store.engine, tables=[SeriesCache.__table__, ResultCache.__table__], checkfirst=True)
+    tables = [cast(Table, SeriesCache.__table__), cast(Table, ResultCache.__table__)]
+    Base.metadata.create_all(store.engine, tables=tables, checkfirst=True)
     _ensured.add(store.url)

@@ -60,7 +60,7 @@ class Buckets:
         lo = 0 if start_us is None else int(np.searchsorted(self.t_last, start_us, side="left"))
         hi = len(self) if end_us is None else int(np.searchsorted(self.t_first, end_us, side="right"))
         part = slice(lo, max(lo, hi))
-        return Buckets(*(getattr(self, f)[part] for f in FIELDS), raw=self.raw)
+        return Buckets(**{f: getattr(self, f)[part] for f in FIELDS}, raw=self.raw)
 
     def aggregate(self, n: int) -> Buckets:
         """At most `n` equal-time buckets over this data (returned unchanged when it has ≤ n)."""
@@ -91,7 +91,7 @@ class Buckets:
     @classmethod
     def from_bytes(cls, data: bytes) -> Buckets:
         with np.load(io.BytesIO(data)) as archive:
-            return cls(*(archive[f] for f in FIELDS), raw=bool(archive["raw"]))
+            return cls(**{f: archive[f] for f in FIELDS}, raw=bool(archive["raw"]))
 
 
 class _Memory:

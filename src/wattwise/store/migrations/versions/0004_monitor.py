@@ -15,7 +15,7 @@ branch_labels = ("monitor",)
 depends_on = None
 
 
-def _totals() -> list[sa.Column]:
+def _totals() -> list[sa.Column[float]]:
     return [
         sa.Column("energy_j", sa.Float, nullable=False),
         sa.Column("emissions_g", sa.Float, nullable=False),
