@@ -341,14 +341,20 @@ def summarize_run(
         for p in store.phases(run_id)
     ]
     phases = rebuild_runtime(phases)
-    return {
-        "run_id": run.id,
-        "name": run.name,
-        "status": run.status,
-        "estimated": any(p.estimated for p in phases),
-        "intensity_g_per_kwh": intensity,
-        "intensity_source": settings.get("intensity_source", ""),
-        "pue": pue,
-        "phases": [p.to_dict() for p in phases],
-        "warnings": list(run.warnings or []),
-    }
+    from wattwise.analysis.energy import add_energy_figures
+
+    given = settings.get("baseline_power_w")
+    return add_energy_figures(
+        {
+            "run_id": run.id,
+            "name": run.name,
+            "status": run.status,
+            "estimated": any(p.estimated for p in phases),
+            "intensity_g_per_kwh": intensity,
+            "intensity_source": settings.get("intensity_source", ""),
+            "pue": pue,
+            "phases": [p.to_dict() for p in phases],
+            "warnings": list(run.warnings or []),
+        },
+        float(given) if given is not None else None,
+    )
