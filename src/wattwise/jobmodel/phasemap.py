@@ -117,7 +117,8 @@ def _compile(pattern: Any, where: str, flags: int) -> re.Pattern[str]:
         raise PhaseMapError(f"{where}: invalid regular expression {pattern!r}: {exc}") from None
 
 
-def phasemap_from_dict(data: Any, source: str = "<phase map>") -> PhaseMap:
+def _settings(data: Any, source: str) -> int:
+    """Check the top-level keys, version and case_sensitive; the regular-expression flags they imply."""
     if not isinstance(data, dict):
         raise PhaseMapError(f"{source}: a phase map must be a mapping with a 'phases' list, "
                             f"got {type(data).__name__}")
@@ -130,7 +131,34 @@ def phasemap_from_dict(data: Any, source: str = "<phase map>") -> PhaseMap:
     case_sensitive = data.get("case_sensitive", False)
     if not isinstance(case_sensitive, bool):
         raise PhaseMapError(f"{source}: case_sensitive: must be true or false, got {case_sensitive!r}")
-    flags = 0 if case_sensitive else re.IGNORECASE
+    return 0 if case_sensitive else re.IGNORECASE
+
+
+def _rule(item: Any, where: str, flags: int) -> PhaseRule:
+    """One entry of `phases`, checked key by key."""
+    if not isinstance(item, dict):
+        raise PhaseMapError(f"{where}: a rule must be a mapping with keys {', '.join(_RULE_KEYS)}")
+    for key in item:
+        if key not in _RULE_KEYS:
+            raise PhaseMapError(f"{where}: unknown key {key!r}; allowed: {', '.join(_RULE_KEYS)}")
+    for key in ("match", "phase"):
+        if key not in item:
+            raise PhaseMapError(f"{where}: missing key {key!r}")
+    pattern = _compile(item["match"], f"{where}.match", flags)
+    phase = item["phase"]
+    if not isinstance(phase, str) or not phase.strip():
+        raise PhaseMapError(f"{where}.phase: must be a non-empty phase name, got {phase!r}")
+    section = item.get("section", "work")
+    if section not in SECTIONS:
+        raise PhaseMapError(f"{where}.section: must be one of {', '.join(SECTIONS)}, got {section!r}")
+    checkpoint = item.get("checkpoint", False)
+    if not isinstance(checkpoint, bool):
+        raise PhaseMapError(f"{where}.checkpoint: must be true or false, got {checkpoint!r}")
+    return PhaseRule(pattern, phase.strip(), section, checkpoint)
+
+
+def phasemap_from_dict(data: Any, source: str = "<phase map>") -> PhaseMap:
+    flags = _settings(data, source)
     items = data.get("phases")
     if not isinstance(items, list) or not items:
         raise PhaseMapError(f"{source}: phases: must be a non-empty list of rules "
@@ -139,32 +167,15 @@ def phasemap_from_dict(data: Any, source: str = "<phase map>") -> PhaseMap:
     seen: dict[str, tuple[str, bool, str]] = {}
     for i, item in enumerate(items):
         where = f"{source}: phases[{i}]"
-        if not isinstance(item, dict):
-            raise PhaseMapError(f"{where}: a rule must be a mapping with keys {', '.join(_RULE_KEYS)}")
-        for key in item:
-            if key not in _RULE_KEYS:
-                raise PhaseMapError(f"{where}: unknown key {key!r}; allowed: {', '.join(_RULE_KEYS)}")
-        for key in ("match", "phase"):
-            if key not in item:
-                raise PhaseMapError(f"{where}: missing key {key!r}")
-        pattern = _compile(item["match"], f"{where}.match", flags)
-        phase = item["phase"]
-        if not isinstance(phase, str) or not phase.strip():
-            raise PhaseMapError(f"{where}.phase: must be a non-empty phase name, got {phase!r}")
-        section = item.get("section", "work")
-        if section not in SECTIONS:
-            raise PhaseMapError(f"{where}.section: must be one of {', '.join(SECTIONS)}, got {section!r}")
-        checkpoint = item.get("checkpoint", False)
-        if not isinstance(checkpoint, bool):
-            raise PhaseMapError(f"{where}.checkpoint: must be true or false, got {checkpoint!r}")
-        phase = phase.strip()
+        rule = _rule(item, where, flags)
+        phase, section, checkpoint = rule.phase, rule.section, rule.checkpoint
         if phase in seen and seen[phase][:2] != (section, checkpoint):
             raise PhaseMapError(
                 f"{where}: phase {phase!r} is {section}/checkpoint={checkpoint} here but "
                 f"{seen[phase][0]}/checkpoint={seen[phase][1]} in {seen[phase][2]}; one phase, one kind"
             )
         seen.setdefault(phase, (section, checkpoint, f"phases[{i}]"))
-        rules.append(PhaseRule(pattern, phase, section, checkpoint))
+        rules.append(rule)
     ignore_items = data.get("ignore") or []
     if not isinstance(ignore_items, list):
         raise PhaseMapError(f"{source}: ignore: must be a list of regular expressions")
@@ -175,14 +186,12 @@ def phasemap_from_dict(data: Any, source: str = "<phase map>") -> PhaseMap:
     return PhaseMap(tuple(rules), ignore, launch.strip() if launch else None, source)
 
 
-def phase_spans(run: PowerRun, phasemap: PhaseMap, *, ignore_unknown: bool = False) -> list[PhaseSpan]:
-    """Cut a run into phases: each mapped event starts a phase that lasts until the next one starts.
+_Boundary = tuple[float, tuple[str, str, bool], Event | None]
 
-    The job starts at the program's launch when known (the phase map's ``launch`` phase), else at the
-    first mapped event; it ends at the program's end when known, else at the last event.
-    """
-    where = run.events_source or run.source
-    boundaries: list[tuple[float, tuple[str, str, bool], Event | None]] = []
+
+def _boundaries(run: PowerRun, phasemap: PhaseMap, where: str, ignore_unknown: bool) -> list[_Boundary]:
+    """(time, (phase, section, checkpoint), starting event) of every phase start, repeated phases merged."""
+    boundaries: list[_Boundary] = []
     if run.launch_s is not None:
         boundaries.append((run.launch_s, phasemap.launch_phase(), None))
     unknown: list[Event] = []
@@ -204,12 +213,23 @@ def phase_spans(run: PowerRun, phasemap: PhaseMap, *, ignore_unknown: bool = Fal
     if not boundaries or (run.launch_s is not None and len(boundaries) == 1):
         labels = ", ".join(repr(e.label) for e in run.events[:5])
         raise RunError(f"{where}: no event matches a rule of {phasemap.source} (labels: {labels or 'none'})")
-    job_end = run.job_end_s
-    merged: list[tuple[float, tuple[str, str, bool], Event | None]] = []
+    merged: list[_Boundary] = []
     for boundary in boundaries:
         if merged and merged[-1][1] == boundary[1]:
             continue
         merged.append(boundary)
+    return merged
+
+
+def phase_spans(run: PowerRun, phasemap: PhaseMap, *, ignore_unknown: bool = False) -> list[PhaseSpan]:
+    """Cut a run into phases: each mapped event starts a phase that lasts until the next one starts.
+
+    The job starts at the program's launch when known (the phase map's ``launch`` phase), else at the
+    first mapped event; it ends at the program's end when known, else at the last event.
+    """
+    where = run.events_source or run.source
+    merged = _boundaries(run, phasemap, where, ignore_unknown)
+    job_end = run.job_end_s
     spans: list[PhaseSpan] = []
     seen_work: PhaseSpan | None = None
     for i, (start, (name, section, checkpoint), started_by) in enumerate(merged):
