@@ -1,0 +1,187 @@
+"""A measurement that cannot write its samples, or whose process is killed, is never reported as finished."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from tests.conftest import is_root, wattwise_bin
+
+from wattwise.store import RunStatus, Store
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["WATTWISE_DATA_DIR"] = str(tmp_path / "data")
+    env["COLUMNS"] = "200"
+    return env
+
+
+def _samples(store: Store, run_id: int) -> int:
+    return store.sample_count(run_id)
+
+
+def test_disk_full_during_measure_ends_incomplete_keeps_samples_and_exits_non_zero(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    # leave ~700 kB of the 2 MiB: the run fills it within seconds at 10 ms
+    (small_disk / "filler").write_bytes(b"\0" * (1300 * 1024))
+    db = small_disk / "x.db"
+    result = subprocess.run(
+        [*wattwise_bin(), "measure", "--db", str(db), "--interval", "10ms", "--baseline", "0", "--", "sleep", "12"],
+        capture_output=True, text=True, timeout=300, env=_env(tmp_path),
+    )
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "could not be written" in result.stderr
+    (small_disk / "filler").unlink()  # room to read it back
+    store = Store(f"sqlite:///{db}")
+    run = store.list_runs()[0]
+    assert run.status == RunStatus.INCOMPLETE
+    assert "disk is full" in (run.error or "")
+    assert "could not be written" in (run.error or "")
+    assert _samples(store, run.id) > 0  # what was written is kept
+    assert [p.name for p in store.phases(run.id)] == ["[RUNTIME]"]
+    assert not list((tmp_path / "data" / "running").glob("*.json"))  # closed: no marker left
+
+
+def _wait_for(predicate, timeout_s: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def _wattwise_cgroups(pattern: str) -> list[Path]:
+    from wattwise.providers.cgroup import CgroupMounts
+
+    mounts = CgroupMounts.from_mountinfo()
+    points = {m.mount_point for m in mounts.v1.values()} | ({mounts.v2.mount_point} if mounts.v2 else set())
+    return [p for point in points for p in (point / "wattwise").glob(pattern)]
+
+
+def _start_killable_measure(tmp_path: Path, db: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """`wattwise measure -- sleep 300` started, waited for until its command runs in its cgroup."""
+    process = subprocess.Popen(
+        [*wattwise_bin(), "measure", "--db", str(db), "--interval", "50ms", "--baseline", "1s", "--", "sleep", "300"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(tmp_path),
+    )
+    found: list[Path] = []
+
+    def command_running() -> bool:
+        found[:] = [p for p in _wattwise_cgroups(f"run-*-{process.pid}") if (p / "cgroup.procs").read_text().strip()]
+        return bool(found)
+
+    _wait_for(command_running)
+    return process, found[0]
+
+
+@pytest.mark.skipif(not is_root(), reason="cgroups need root")
+def test_kill_9_of_measure_then_runs_recover_marks_crashed_and_removes_leftovers(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    process, cgroup = _start_killable_measure(tmp_path, db)
+    command_pids = [int(p) for p in (cgroup / "cgroup.procs").read_text().split()]
+    time.sleep(1.0)  # some runtime samples
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    store = Store(f"sqlite:///{db}")
+    run = store.list_runs()[0]
+    assert run.status == RunStatus.RUNNING  # nobody closed it
+    assert run.owner_pid == process.pid and run.owner_host
+    assert all(Path(f"/proc/{pid}").exists() for pid in command_pids)  # `sleep 300` was left behind
+    before = _samples(store, run.id)
+    assert before > 0
+
+    result = subprocess.run([*wattwise_bin(), "runs", "recover", "--db", str(db)], capture_output=True, text=True,
+                            timeout=120, env=_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert f"recovered run {run.id}" in result.stderr
+    run = store.get_run(run.id)
+    assert run.status == RunStatus.CRASHED
+    assert str(process.pid) in (run.error or "")
+    assert _samples(store, run.id) == before  # samples kept
+    phases = {p.name: p for p in store.phases(run.id)}
+    assert set(phases) == {"[BASELINE]", "[RUNTIME]"}  # the open phase closed at the last sample
+    assert phases["[RUNTIME]"].end_us > phases["[RUNTIME]"].start_us
+    assert not cgroup.exists()
+    assert not _wattwise_cgroups(f"run-{run.id}-*")
+    _wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in command_pids), 10)
+    # once recovered, nothing left to do
+    again = subprocess.run([*wattwise_bin(), "runs", "recover", "--db", str(db), "--json"], capture_output=True,
+                           text=True, timeout=120, env=_env(tmp_path))
+    assert again.stdout.strip() == "[]"
+
+
+@pytest.mark.skipif(not is_root(), reason="cgroups need root")
+def test_kill_9_is_recovered_by_the_next_wattwise_command(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    process, cgroup = _start_killable_measure(tmp_path, db)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    markers = list((tmp_path / "data" / "running").glob("*.json"))
+    assert len(markers) == 1
+    # any command: here one that does not even open the database
+    result = subprocess.run([*wattwise_bin(), "providers", "--help"], capture_output=True, text=True, timeout=120,
+                            env=_env(tmp_path))
+    assert result.returncode == 0
+    assert "recovered run" in result.stderr
+    store = Store(f"sqlite:///{db}")
+    assert store.list_runs()[0].status == RunStatus.CRASHED
+    assert not cgroup.exists()
+    assert not list((tmp_path / "data" / "running").glob("*"))
+
+
+def test_a_live_owner_is_left_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wattwise.measure.recovery import recover_runs
+    from wattwise.measure.session import MeasurementSession, SessionOptions
+
+    monkeypatch.setenv("WATTWISE_DATA_DIR", str(tmp_path / "data"))
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+    session = MeasurementSession(store, SessionOptions(name="alive", providers=["cpu"]))
+    run_id = session.open()
+    session.start()
+    try:
+        assert recover_runs(store) == []  # this process owns it and is alive
+        assert store.get_run(run_id).status == RunStatus.RUNNING
+    finally:
+        session.finish(RunStatus.FINISHED)
+    assert store.get_run(run_id).status == RunStatus.FINISHED
+
+
+@pytest.mark.parametrize(
+    ("db", "message"),
+    [
+        ("foo://bar", "unknown database kind 'foo'"),
+        ("/nonexistent-wattwise/dir/x.db", "does not exist"),
+    ],
+)
+def test_bad_database_is_a_clear_error(db: str, message: str, tmp_path: Path) -> None:
+    result = subprocess.run([*wattwise_bin(), "runs", "list", "--db", db], capture_output=True, text=True,
+                            timeout=120, env=_env(tmp_path))
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not Path("/nonexistent-wattwise").exists()  # not created silently
+
+
+@pytest.mark.skipif(not is_root(), reason="chattr +i needs root")
+def test_immutable_database_is_a_clear_error(tmp_path: Path) -> None:
+    db = tmp_path / "ro.db"
+    Store(f"sqlite:///{db}").close()
+    subprocess.run(["chattr", "+i", str(db)], check=True)
+    try:
+        result = subprocess.run(
+            [*wattwise_bin(), "measure", "--db", str(db), "--baseline", "0", "--", "true"],
+            capture_output=True, text=True, timeout=120, env=_env(tmp_path),
+        )
+    finally:
+        subprocess.run(["chattr", "-i", str(db)], check=True)
+    assert result.returncode == 2
+    assert "readonly database" in result.stderr and "immutable" in result.stderr
+    assert "Traceback" not in result.stderr
