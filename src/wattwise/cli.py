@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "wattwise.measure.cli",
     "wattwise.measure.scenario.cli",
     "wattwise.analysis.runs_cli",
+    "wattwise.measure.recover_cli",  # `runs recover`
     "wattwise.report.cli",
     "wattwise.analysis.cli",
     "wattwise.providers.cli",
@@ -60,7 +61,18 @@ for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
 
 
+def _recover_crashed_runs() -> None:
+    """Runs left `running` by a wattwise killed on this machine are closed as crashed before anything else (one
+    `listdir` when there are none, so `wattwise --help` stays fast)."""
+    from wattwise.measure.recover_cli import print_recovered
+    from wattwise.measure.recovery import recover_on_start
+
+    for item in recover_on_start():
+        print_recovered(item)
+
+
 def main() -> None:
+    _recover_crashed_runs()
     try:
         result = app(standalone_mode=False)
         if isinstance(result, int) and result:  # click returns typer.Exit's code in non-standalone mode
