@@ -19,13 +19,14 @@ from pathlib import Path
 
 from wattwise.errors import WattwiseError
 from wattwise.measure.scenario.engine import (
+    RUN_ID_LABEL,
     RUN_LABEL,
     SERVICE_LABEL,
     ContainerEngine,
     ContainerSpec,
     EngineError,
 )
-from wattwise.measure.scenario.model import Scenario, Service
+from wattwise.measure.scenario.model import Healthcheck, Scenario, Service
 from wattwise.measure.scenario.outputs import RunningCommand
 from wattwise.providers.base import ProviderError
 from wattwise.providers.cgroup import CgroupMounts, CreatedCgroup, UnitCgroup, create_unit_cgroup
@@ -64,6 +65,7 @@ class Backend(ABC):
         self.token = token
         self.record_log = record_log
         self.warnings: list[str] = []
+        self.run_id: int | None = None  # set once the run is stored: labels wattwise.run_id=<id>
 
     @abstractmethod
     def describe(self) -> str:
@@ -92,6 +94,10 @@ class Backend(ABC):
     def logs(self, service: Service) -> tuple[str, str]:
         """What the service's own process printed (stdout, stderr)."""
 
+    def image_healthcheck(self, service: Service) -> Healthcheck | None:
+        """The HEALTHCHECK of the service's image (containers only)."""
+        return None
+
     @abstractmethod
     def cleanup(self) -> list[str]:
         """Remove everything this run created; returns problems (the run goes on). Idempotent."""
@@ -118,10 +124,20 @@ class ContainerBackend(Backend):
         super().__init__(scenario, token, record_log)
         self.engine = engine
         self.prefix = f"wattwise-{token}"
-        self.labels = {RUN_LABEL: token}
         self.images: dict[str, str] = {}
         self.built: list[str] = []
         self.mounts = CgroupMounts.from_mountinfo()
+        self.cache_build = False  # --dev-cache-build: stable tags, images kept for the next run
+        self.no_build = False  # --dev-no-build: only images a cached build left
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """On every container, network, volume and image this run creates (`wattwise runs recover` finds
+        leftovers of a killed run by wattwise.run_id)."""
+        labels = {RUN_LABEL: self.token}
+        if self.run_id is not None:
+            labels[RUN_ID_LABEL] = str(self.run_id)
+        return labels
 
     def describe(self) -> str:
         return f"{self.engine.kind} {self.engine.version()} ({self.engine.binary})"
@@ -132,10 +148,27 @@ class ContainerBackend(Backend):
     def network_name(self, network: str) -> str:
         return f"{self.prefix}-{network}"
 
+    def _build_tag(self, service: Service) -> str:
+        if self.cache_build:  # the same tag for the same scenario folder and service, run after run
+            import hashlib
+
+            digest = hashlib.sha256(str(self.scenario.path.resolve()).encode()).hexdigest()[:8]
+            return f"localhost/wattwise-cache-{digest}-{service.name.lower()}:latest"
+        return f"localhost/{self.prefix}-{service.name.lower()}:latest"
+
     def install(self) -> None:
         for service in self.scenario.services.values():
             if service.build is not None:
-                tag = f"localhost/{self.prefix}-{service.name.lower()}:latest"
+                tag = self._build_tag(service)
+                if self.cache_build and self.engine.image_exists(tag):
+                    self.record_log(f"{service.name} build", "stdout", f"reusing {tag} (--dev-cache-build)")
+                    self.images[service.name] = tag
+                    continue
+                if self.no_build:
+                    raise WattwiseError(
+                        f"service {service.name}: --dev-no-build, but there is no image {tag} yet: "
+                        "run once with --dev-cache-build"
+                    )
                 try:
                     done = self.engine.build(
                         tag,
@@ -148,7 +181,8 @@ class ContainerBackend(Backend):
                 except EngineError as exc:
                     self.record_log(f"{service.name} build", "stderr", exc.output)
                     raise WattwiseError(f"service {service.name}: the image build failed: {exc}") from exc
-                self.built.append(tag)
+                if not self.cache_build:
+                    self.built.append(tag)
                 self.record_log(f"{service.name} build", "stdout", done.stdout + done.stderr)
                 self.images[service.name] = tag
             else:
@@ -163,6 +197,10 @@ class ContainerBackend(Backend):
                         ) from exc
                     self.record_log(f"{service.name} pull", "stdout", done.stdout + done.stderr)
                 self.images[service.name] = service.image
+
+    def image_healthcheck(self, service: Service) -> Healthcheck | None:
+        image = self.images.get(service.name) or service.image
+        return self.engine.image_healthcheck(image) if image else None
 
     def _needs_default_network(self) -> bool:
         return any(not s.networks for s in self.scenario.services.values())
@@ -188,6 +226,8 @@ class ContainerBackend(Backend):
             entrypoint = service.entrypoint[0] if service.entrypoint else ""
             args = [*service.entrypoint[1:], *args]
         mounts = []
+        root = (self.scenario.root or self.scenario.folder).resolve()
+        mounts.append(f"{root}:{service.folder_destination}:ro")  # as GMT does: the repository, read-only
         for mount in service.volumes:
             source = mount.source if mount.kind == "bind" else self.network_name(mount.source)
             mounts.append(f"{source}:{mount.target}" + (":ro" if mount.read_only else ""))
@@ -205,6 +245,8 @@ class ContainerBackend(Backend):
             aliases=list(dict.fromkeys([*base_aliases, *first_aliases])),
             hostname=service.display_name,
             ports=service.ports,
+            expose=service.expose,
+            shm_size=service.shm_size,
             mounts=mounts,
             memory=service.mem_limit,
             cpus=service.cpus,

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from wattwise.errors import WattwiseError
+from wattwise.measure.scenario.model import Healthcheck
 
 ENV_ENGINE = "WATTWISE_CONTAINER_ENGINE"
 ENV_ARGS = {"podman": "WATTWISE_PODMAN_ARGS", "docker": "WATTWISE_DOCKER_ARGS"}
 RUN_LABEL = "io.wattwise.run"
+RUN_ID_LABEL = "wattwise.run_id"  # the stored run's id: `wattwise runs recover` removes leftovers by it
 SERVICE_LABEL = "io.wattwise.service"
 DEFAULT_TIMEOUT_S = 120.0
 BUILD_TIMEOUT_S = 3600.0
@@ -60,12 +62,42 @@ class ContainerSpec:
     aliases: list[str] = field(default_factory=list)
     hostname: str | None = None
     ports: list[str] = field(default_factory=list)
+    expose: list[str] = field(default_factory=list)
+    shm_size: str | None = None
     mounts: list[str] = field(default_factory=list)  # -v values
     memory: str | None = None
     cpus: str | None = None
     init: bool = False
     tty: bool = True  # like GMT's `run -it -d`: an image whose command is a shell keeps running
     extra_args: list[str] = field(default_factory=list)  # docker-run-args, passed as they are
+
+
+def healthcheck_from_inspect(check: Any) -> Healthcheck | None:
+    """An engine's healthcheck JSON (Test, Interval, Timeout, Retries, StartPeriod; durations in ns)."""
+    if not isinstance(check, dict):
+        return None
+    test = check.get("Test") or []
+    if not isinstance(test, list) or not test or test[0] == "NONE":
+        return None
+    if test[0] == "CMD-SHELL" and len(test) >= 2:
+        argv = ["/bin/sh", "-c", " ".join(str(t) for t in test[1:])]
+    elif test[0] == "CMD" and len(test) >= 2:
+        argv = [str(t) for t in test[1:]]
+    else:
+        return None
+    result = Healthcheck(argv)
+
+    def seconds(key: str) -> float | None:
+        value = check.get(key)
+        return value / 1e9 if isinstance(value, int | float) and value > 0 else None
+
+    result.interval_s = seconds("Interval") or result.interval_s
+    result.timeout_s = seconds("Timeout") or result.timeout_s
+    result.start_period_s = seconds("StartPeriod") or result.start_period_s
+    retries = check.get("Retries")
+    if isinstance(retries, int) and retries > 0:
+        result.retries = retries
+    return result
 
 
 def _hint(stderr: str) -> str:
@@ -172,6 +204,8 @@ class ContainerEngine:
         labels: dict[str, str],
     ) -> Completed:
         args = ["build", "-t", tag]
+        if self.kind == "podman":
+            args += ["--format", "docker"]  # OCI images drop HEALTHCHECK; docker-format images keep it
         if dockerfile:
             args += ["-f", str(context / dockerfile)]
         for key, value in build_args.items():
@@ -182,6 +216,22 @@ class ContainerEngine:
             args += ["--label", f"{key}={value}"]
         args.append(str(context))
         return self.run(*args, timeout=BUILD_TIMEOUT_S, what=f"building {tag}")
+
+    def image_healthcheck(self, ref: str) -> Healthcheck | None:
+        """The image's HEALTHCHECK (`Config.Healthcheck` of `image inspect`), None when it has none."""
+        done = self.run("image", "inspect", ref, check=False, timeout=60)
+        if done.returncode != 0:
+            return None
+        try:
+            data = json.loads(done.stdout)
+        except json.JSONDecodeError:
+            return None
+        info = data[0] if isinstance(data, list) and data else data
+        if not isinstance(info, dict):
+            return None
+        config = info.get("Config") or {}
+        check = config.get("Healthcheck") or info.get("HealthCheck") or info.get("Healthcheck")
+        return healthcheck_from_inspect(check)
 
     def remove_images(self, refs: list[str]) -> None:
         if refs:
@@ -243,6 +293,10 @@ class ContainerEngine:
             args += ["--hostname", spec.hostname]
         for port in spec.ports:
             args += ["--publish", port]
+        for port in spec.expose:
+            args += ["--expose", port]
+        if spec.shm_size:
+            args += ["--shm-size", spec.shm_size]
         for mount in spec.mounts:
             args += ["--volume", mount]
         if spec.memory:
