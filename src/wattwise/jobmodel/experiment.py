@@ -62,7 +62,7 @@ RESUME_VARIANTS = ("after-checkpoint", "before-checkpoint")
 
 # -- stop rules from the phase map ------------------------------------------------------------------
 def _mapped(events: list[Event], phasemap: PhaseMap) -> list[tuple[Event, tuple[str, str, bool]]]:
-    out = []
+    out: list[tuple[Event, tuple[str, str, bool]]] = []
     for event in events:
         rule = phasemap.match(event.label)
         if rule is not None:
@@ -293,8 +293,8 @@ def record(variant: str, rep: int, options: CampaignOptions, phasemap: PhaseMap,
     rec = Recording(variant, rep, start_s, end_s, segments, trace.energy_between(middle_start, middle_end),
                     middle_end - middle_start, trace.energy_between(start_s, end_s), run_id=trace.run_id,
                     power_source=trace.source)
-    if trace.run_id is not None and hasattr(meter, "store"):
-        _annotate_store_run(meter.store, trace.run_id, rec)  # type: ignore[attr-defined]
+    if trace.run_id is not None and isinstance(meter, SamplerMeter):
+        _annotate_store_run(meter.store, trace.run_id, rec)
     if options.out_dir is not None:
         folder = Path(options.out_dir) / variant / f"rep-{rep}"
         events = _folder_events(rec)

@@ -46,7 +46,7 @@ class KillableGroup(Protocol):
 def start_process(
     argv: Sequence[str],
     *,
-    cgroup_procs: Iterable[str] = (),
+    cgroup_procs: Iterable[str | os.PathLike[str]] = (),
     env: dict[str, str] | None = None,
     cwd: str | None = None,
     new_session: bool = False,

@@ -63,7 +63,8 @@ def provider_class(name: str) -> type[Provider]:
             f"unknown provider {name!r}; available providers: {', '.join(REGISTRY)}"
         ) from None
     module_name, class_name = target.split(":")
-    return getattr(importlib.import_module(module_name), class_name)  # type: ignore[no-any-return]
+    cls: type[Provider] = getattr(importlib.import_module(module_name), class_name)
+    return cls
 
 
 def create(name: str) -> Provider:

@@ -186,7 +186,7 @@ class UnitCgroup:
     def of_pid(cls, label: str, pid: int, mounts: CgroupMounts, proc_root: str | Path = "/proc") -> UnitCgroup:
         """The cgroups a process is in (v1 per controller, v2)."""
         paths = cgroup_paths_of_pid(pid, proc_root)
-        v1 = {}
+        v1: dict[str, Path] = {}
         for controller in ("cpuacct", "cpu", "memory", "cpuset", "pids"):
             if controller in paths:
                 directory = mounts.v1_dir(controller, paths[controller])
