@@ -21,10 +21,10 @@ def burn(n):
     return total
 
 def test_same():
-    burn(150_000)
+    burn(250_000)
 
 def test_changed():
-    burn(150_000 * int(os.environ.get("WORK_FACTOR", "1")))
+    burn(250_000 * int(os.environ.get("WORK_FACTOR", "1")))
 """
 
 
