@@ -128,10 +128,10 @@ def export(
     """
     if fmt not in ("csv", "json"):
         raise WattwiseError(f"unknown export format {fmt!r}: use csv or json")
-    from wattwise.analysis import load_series, summarize_run
+    from wattwise.analysis import load_series
 
     store = open_store(db)
-    run = store.get_run(run_id)
+    store.get_run(run_id)  # a clear error for an unknown id
     series = load_series(store, run_id)
     handle = io.StringIO()
     if fmt == "csv":
@@ -141,34 +141,9 @@ def export(
             for t, v in zip(s.t_us.tolist(), s.values.tolist(), strict=True):
                 writer.writerow([s.name, s.unit, s.provider, s.detail, int(s.estimated), t, repr(v)])
     else:
-        document = summarize_run(store, run_id, series=series)
-        document.update(
-            {
-                "command": run.command,
-                "machine": run.machine,
-                "exit_code": run.exit_code,
-                "error": run.error,
-                "settings": run.settings,
-                "created_at": run.created_at.isoformat() if run.created_at else None,
-                "notes": [{"t_us": n.t_us, "source": n.source, "text": n.text} for n in store.notes(run_id)],
-                "logs": [
-                    {"source": e.source, "stream": e.stream, "text": e.text} for e in store.logs(run_id)
-                ],
-                "metrics": [
-                    {
-                        "name": s.name,
-                        "unit": s.unit,
-                        "kind": s.kind,
-                        "provider": s.provider,
-                        "detail": s.detail,
-                        "estimated": s.estimated,
-                        "t_us": s.t_us.tolist(),
-                        "values": s.values.tolist(),
-                    }
-                    for s in series
-                ],
-            }
-        )
+        from wattwise.analysis.document import run_document
+
+        document = run_document(store, run_id, series=series)
         json.dump(document, handle, default=float)
         handle.write("\n")
     if output:
