@@ -124,7 +124,11 @@ class ChartSeries(BaseModel):
     name: str
     detail: str
     label: str
-    unit: str = Field(description="unit of the values (counters are shown as rates: unit/s)")
+    title: str = Field("", description="human chart title, e.g. 'CPU package 0 (RAPL) power'")
+    unit: str = Field(description="unit of the values as shown (counters as rates: W for J, CPU cores for s, B/s)")
+    group: str | None = Field(None, description="'power': per-component power, drawn on one stacked chart")
+    stack: bool = Field(False, description="a component of the stacked power chart (else the machine's own line)")
+    all_zero: bool = Field(False, description="every value is zero: listed, not drawn")
     kind: str
     estimated: bool
     points: int
@@ -408,7 +412,7 @@ def logs(
     "/runs/{run_id}/containers",
     response_model=ContainersOut,
     tags=["runs"],
-    summary="Per-container energy: machine energy split by CPU-time share, gross and surplus",
+    summary="Per-container energy: attributed energy (by share of the machine's CPU work) and above baseline",
 )
 def containers(
     store: StoreDep,
