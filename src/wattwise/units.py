@@ -59,4 +59,5 @@ def format_duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.2f} h"
 
 
+#: joules in one kilowatt-hour: the one conversion between stored energy (J) and intensities in g/kWh
 J_PER_KWH = 3.6e6

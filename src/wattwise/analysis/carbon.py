@@ -20,8 +20,8 @@ import numpy as np
 from wattwise.analysis.phases import Series, machine_energy
 from wattwise.carbon.trace import CarbonTrace
 from wattwise.errors import WattwiseError
+from wattwise.units import J_PER_KWH
 
-J_PER_KWH = 3.6e6
 #: kWh per GB (1e9 bytes) transferred; the default of the seed documents. Others: docs/analysis.md
 DEFAULT_NETWORK_KWH_PER_GB = 0.002652
 NETWORK_KWH_PER_GB_CONSTANTS = {

@@ -9,6 +9,7 @@ from functools import cache
 from importlib import resources
 
 from wattwise.errors import ConfigError
+from wattwise.units import J_PER_KWH
 
 ENV_INTENSITY = "WATTWISE_GRID_INTENSITY"  # g/kWh
 ENV_COUNTRY = "WATTWISE_COUNTRY"  # ISO 3166 alpha-2 or alpha-3
@@ -103,4 +104,4 @@ def resolve_pue(pue: float | None = None) -> float:
 
 
 def carbon_g(energy_j: float, intensity_g_per_kwh: float, pue: float = 1.0) -> float:
-    return energy_j / 3.6e6 * intensity_g_per_kwh * pue
+    return energy_j / J_PER_KWH * intensity_g_per_kwh * pue

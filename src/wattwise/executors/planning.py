@@ -13,8 +13,7 @@ import numpy as np
 
 from wattwise.carbon.trace import CarbonTrace
 from wattwise.errors import WattwiseError
-
-J_PER_KWH = 3.6e6
+from wattwise.units import J_PER_KWH
 
 
 @dataclass(frozen=True)

@@ -40,10 +40,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from wattwise.errors import ConfigError
+from wattwise.units import J_PER_KWH
 
 DEFAULT_CPU_FRACTION = 0.7
 DEFAULT_MEMORY_FRACTION = 0.1
-J_PER_KWH = 3.6e6
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from wattwise.schedule import solvers
 from wattwise.schedule.jobs import Job
 from wattwise.schedule.profile import SlotProfile, slot_profile
 from wattwise.schedule.solvers import Block, Infeasible
+from wattwise.units import J_PER_KWH
 
 POLICIES = ("agnostic", "threshold", "carbon-time", "oracle", "wait-awhile", "suspend-resume")
 _EPS = 1e-9
@@ -250,7 +251,7 @@ class _Engine:
                     best[gain] = top[gain] + 1
             s = a + best
         end = s + n - 1
-        carbon = (full_w * (true_p[end] - true_p[s]) + last_w * self.true_c[end]) / 3.6e6
+        carbon = (full_w * (true_p[end] - true_p[s]) + last_w * self.true_c[end]) / J_PER_KWH
         exit_s = end * R + last_s
         columns = zip(s.tolist(), n.tolist(), exit_s.tolist(), (d * R).tolist(), (power * length).tolist(),
                       carbon.tolist(), length.tolist(), strict=True)
@@ -381,7 +382,7 @@ class _Engine:
         deadline_s = d * R
         return JobResult(
             id=job.id, arrival_s=job.arrival_s, start_s=first * R, exit_s=exit_s,
-            waiting_s=max(0.0, exit_s - job.arrival_s - run_s), energy_j=energy, carbon_g=carbon / 3.6e6,
+            waiting_s=max(0.0, exit_s - job.arrival_s - run_s), energy_j=energy, carbon_g=carbon / J_PER_KWH,
             interruptions=starts - 1, policy=self.o.policy, cpus=job.cpus, length_s=job.length_s,
             startup_s=p.startup_s, deadline_s=deadline_s, run_s=run_s, starts=starts,
             deadline_met=met and exit_s <= deadline_s + 1e-6, blocks=blocks,

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from wattwise.errors import WattwiseError
+from wattwise.units import J_PER_KWH
 
-J_PER_KWH = 3.6e6
 Block = tuple[int, int, int]
 
 
