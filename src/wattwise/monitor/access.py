@@ -4,9 +4,15 @@ A request's user comes from, in this order:
 
 1. ``Authorization: Bearer <token>``: the token's SHA-256 (hex) is looked up in ``tokens``;
 2. the header named by ``trusted_header`` (e.g. ``X-Grafana-User``, which Grafana sends to data sources
-   when ``send_user_header = true``), only when the access file sets ``trusted_header`` and, if
-   ``trusted_proxies`` is set, the request comes from one of those addresses (the front proxy or Grafana).
-   Without any access file, ``X-Grafana-User`` is trusted (the services listen on loopback by default).
+   when ``send_user_header = true``), only when the access file sets ``trusted_header`` and the request's
+   socket peer is one of ``trusted_proxies`` (the front proxy or Grafana). Without any access file the
+   commands trust ``X-Grafana-User`` from loopback peers only (127.0.0.1, ::1).
+
+The client address is always the socket peer: the servers run uvicorn without proxy headers, so
+``X-Forwarded-For``, ``X-Real-IP`` or ``Forwarded`` can never make a request look as if it came from a
+trusted proxy. A ``trusted_header`` without ``trusted_proxies`` would let anyone who reaches the port
+name any user, admins included: :func:`check_header_trust` refuses it unless the operator insists
+(``--insecure-trust-header``).
 
 No user: HTTP 401. Admins (``admins``) see everything. Everyone else sees the units whose ``user`` is
 them and the units of the projects they are a member of (``projects``). With
@@ -40,6 +46,11 @@ from wattwise.errors import ConfigError
 
 DEFAULT_HEADER = "X-Grafana-User"
 _KEYS = {"admins", "trusted_header", "trusted_proxies", "tokens", "projects", "members_from_units"}
+
+
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
+#: uvicorn settings of both servers: the client address comes from the socket, never from forwarded headers
+UVICORN_OPTIONS = {"proxy_headers": False, "forwarded_allow_ips": "", "server_header": False}
 
 
 def token_hash(token: str) -> str:
@@ -134,3 +145,18 @@ class AccessConfig:
         if self.members_from_units and unit_projects is not None:
             projects |= set(unit_projects(user))
         return Identity(user, user in self.admins, frozenset(projects), via)
+
+
+def default_access() -> AccessConfig:
+    """The commands' configuration without an access file: X-Grafana-User from loopback peers only."""
+    return AccessConfig(trusted_proxies=LOOPBACK)
+
+
+def check_header_trust(config: AccessConfig, insecure: bool, where: str = "the access file") -> None:
+    """ConfigError for a trusted header that anyone could send (no trusted_proxies), unless `insecure`."""
+    if config.trusted_header and not config.trusted_proxies and not insecure:
+        raise ConfigError(
+            f"{where} sets trusted_header: {config.trusted_header} but no trusted_proxies, so anyone who "
+            f"reaches the port could send {config.trusted_header}: <any user> and be that user (admins "
+            "included). List the addresses of Grafana or the front proxy under trusted_proxies, or start with "
+            "--insecure-trust-header if the port is reachable only by that proxy.")

@@ -173,13 +173,24 @@ def monitor_api(
     step: Annotated[float, typer.Option(help="Resolution (s) of the subquery that finds units' last samples; "
                                              "use the scrape interval.")] = 15.0,
     once: Annotated[bool, typer.Option("--once", help="Pull once, print what was stored, and exit.")] = False,
+    insecure_trust_header: Annotated[bool, typer.Option(
+        "--insecure-trust-header", help="Start even though the access file trusts its user header from any "
+                                        "address (no trusted_proxies).")] = False,
 ) -> None:
-    """Pull per-unit aggregates from Prometheus into the database and serve them (users see their own)."""
-    from wattwise.monitor.access import AccessConfig
+    """Pull per-unit aggregates from Prometheus into the database and serve them (users see their own).
+
+    Client addresses come from the socket only (X-Forwarded-For and the like are ignored); the access file's
+    trusted_header is believed only from its trusted_proxies.
+
+    Example: wattwise monitor-api --prometheus http://127.0.0.1:9090 --db monitor.db --access access.yml"""
+    from wattwise.monitor.access import UVICORN_OPTIONS, AccessConfig, check_header_trust, default_access
     from wattwise.monitor.aggregate import Aggregator, PromClient
     from wattwise.monitor.exporter import parse_listen
     from wattwise.store import open_store
 
+    config = AccessConfig.load(access) if access else default_access()
+    if not once:
+        check_header_trust(config, insecure_trust_header, str(access))
     store = open_store(db)
     aggregator = Aggregator(store, PromClient(prometheus), step_s=step, lookback_s=lookback)
     if once:
@@ -190,10 +201,9 @@ def monitor_api(
 
     from wattwise.monitor.api import create_app
 
-    config = AccessConfig.load(access) if access else AccessConfig()
     host, port = parse_listen(listen)
     app = create_app(store, config, aggregator=aggregator if interval > 0 else None, interval_s=interval)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning", **UVICORN_OPTIONS)  # type: ignore[arg-type]
 
 
 def monitor_proxy(
@@ -203,16 +213,25 @@ def monitor_proxy(
         "http://127.0.0.1:9090"),
     access: Annotated[Path | None, typer.Option(help="Access file (YAML): admins, tokens, projects, header.")] = None,
     db: DbOption = None,
+    insecure_trust_header: Annotated[bool, typer.Option(
+        "--insecure-trust-header", help="Start even though the access file trusts its user header from any "
+                                        "address (no trusted_proxies).")] = False,
 ) -> None:
-    """A PromQL guard in front of Prometheus: non-admins may only query series of units they own."""
+    """A PromQL guard in front of Prometheus: non-admins may only query series of units they own.
+
+    Client addresses come from the socket only (X-Forwarded-For and the like are ignored); the access file's
+    trusted_header is believed only from its trusted_proxies.
+
+    Example: wattwise monitor-proxy --prometheus http://127.0.0.1:9090 --db monitor.db --access access.yml"""
     import uvicorn
 
-    from wattwise.monitor.access import AccessConfig
+    from wattwise.monitor.access import UVICORN_OPTIONS, AccessConfig, check_header_trust, default_access
     from wattwise.monitor.exporter import parse_listen
     from wattwise.monitor.proxy import create_proxy
     from wattwise.store import open_store
 
-    config = AccessConfig.load(access) if access else AccessConfig()
+    config = AccessConfig.load(access) if access else default_access()
+    check_header_trust(config, insecure_trust_header, str(access))
     host, port = parse_listen(listen)
     app = create_proxy(prometheus, config, open_store(db))
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning", **UVICORN_OPTIONS)  # type: ignore[arg-type]
