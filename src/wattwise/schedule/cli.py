@@ -142,35 +142,76 @@ def sweep_command(
     grid_file: Annotated[Path, typer.Argument(help="Grid file (YAML); see docs/scheduling.md.",
                                               metavar="GRID.yml", show_default=False)],
     out: Annotated[Path, typer.Option("--out", help="Output directory (created).", show_default=False)],
-    workers: Annotated[int | None, typer.Option("--workers", help="Parallel processes (default: one per "
+    workers: Annotated[int | None, typer.Option("--workers", help="Local worker processes (default: one per "
                                                 "CPU).")] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="Address of a running Dask scheduler, "
+                                                  "e.g. tcp://head:8786: run the cells on that cluster.",
+                                                  show_default=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the sweep in DIR: cells already saved "
+                                         "there are not run again.")] = False,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots.")] = True,
 ) -> None:
-    """Run the cartesian product of a grid of policies, job lengths, waiting times, phase patterns, startups
-    and averaged-or-not models, in parallel. Writes DIR/results.csv and DIR/saving_by_*.png."""
+    """Run the cartesian product of a grid (zones, months, policies, job lengths, waiting times, phase
+    patterns, startups, ...) on Dask: local worker processes by default, or an existing cluster with
+    --scheduler. Each finished cell is saved at once in DIR/cells/ (Parquet), so an interrupted sweep
+    continues with --resume. Writes DIR/results.csv, DIR/results.parquet and DIR/saving_by_*.png.
+
+    Examples:
+
+      wattwise sweep examples/thesis-grid.yml --out out/thesis
+
+      wattwise sweep examples/thesis-grid.yml --out out/thesis --resume
+
+      wattwise sweep big-grid.yml --out out/big --scheduler tcp://head-node:8786
+    """
     import time
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from wattwise.clitools import console, err_console
     from wattwise.errors import ConfigError
-    from wattwise.schedule.sweep import load_grid, plot_sweep, run_sweep, write_results
+    from wattwise.schedule.runner import run
+    from wattwise.schedule.sweep import load_grid, plot_sweep, write_parquet, write_results
 
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be ≥ 1, got {workers}")
+    if workers is not None and scheduler is not None:
+        raise ConfigError("--workers and --scheduler exclude each other (the cluster has its own workers)")
     grid = load_grid(grid_file)
     started = time.perf_counter()
-    with Progress(TextColumn("[bold]sweep[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True) as bar:
-        task = bar.add_task("configurations", total=None)
-        rows = run_sweep(grid, workers=workers,
-                         progress=lambda done, total: bar.update(task, completed=done, total=total))
+    where = scheduler or f"{workers or 'all'} local worker(s)"
+    interrupted = False
+    with Progress(TextColumn("[bold]sweep[/]"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                  TimeRemainingColumn(), console=err_console, transient=True) as bar:
+        task = bar.add_task("cells", total=None, rate="")
+
+        def update(done: int, total: int) -> None:
+            spent = time.perf_counter() - started
+            rate = f"{done / spent:.1f} cells/s" if done and spent > 0 else ""
+            bar.update(task, completed=done, total=total, rate=rate)
+
+        try:
+            rows = run(grid, workers=workers, scheduler=scheduler, out=out, resume=resume, progress=update)
+        except KeyboardInterrupt:
+            interrupted = True
+    if interrupted:
+        err_console.print(f"[yellow]interrupted:[/] the finished cells are saved in {out / 'cells'}; continue "
+                          f"with: wattwise sweep {grid_file} --out {out} --resume")
+        raise typer.Exit(130)
     elapsed = time.perf_counter() - started
-    out.mkdir(parents=True, exist_ok=True)
     write_results(rows, out / "results.csv")
-    written = [out / "results.csv"]
+    write_parquet(rows, out / "results.parquet")
+    written = [out / "results.csv", out / "results.parquet"]
     if plots:
         written += plot_sweep(grid, rows, out)
     optimal = sum(1 for r in rows if r["optimal"])
-    console.print(f"{len(rows)} configurations ({optimal} solved to optimality) in {elapsed:.1f} s")
+    console.print(f"{len(rows)} configurations ({optimal} solved to optimality) in {elapsed:.1f} s on {where}")
     console.print(f"wrote {', '.join(str(p) for p in written)}")

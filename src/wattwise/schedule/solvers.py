@@ -13,14 +13,16 @@ in the next slots. Costs are in grams (J × g/kWh / 3.6e6). ``blocked[t]`` marks
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from wattwise.errors import WattwiseError
+from wattwise.schedule import dp
 from wattwise.units import J_PER_KWH
 
-Block = tuple[int, int, int]
+Block = dp.Block
 
 
 class Infeasible(WattwiseError):
@@ -140,6 +142,8 @@ def carbon_time_start(c: np.ndarray, run_j: np.ndarray, blocked: np.ndarray | No
 DP_MEMORY_BYTES = 128_000_000
 #: the largest single window `suspend_resume` accepts (bytes of backtrack bits)
 DP_MAX_BYTES = 4_000_000_000
+#: the implementations of the suspend-resume program (see `suspend_resume_many`)
+DP_ALGORITHMS = ("progress", "progress-numpy", "slots")
 
 
 def suspend_resume(c: np.ndarray, startup_j: np.ndarray, work_j: np.ndarray, *,
@@ -170,10 +174,18 @@ def suspend_resume(c: np.ndarray, startup_j: np.ndarray, work_j: np.ndarray, *,
 
 def suspend_resume_many(c: np.ndarray, startup_j: np.ndarray, work_j: np.ndarray, *,
                         stop_ok: np.ndarray | None = None, max_resumes: int | None = None,
-                        blocked: np.ndarray | None = None, startup_cost: bool = True) -> list[Plan | None]:
+                        blocked: np.ndarray | None = None, startup_cost: bool = True,
+                        algorithm: str | None = None) -> list[Plan | None]:
     """:func:`suspend_resume` for one job profile in ``B`` windows of equal length at once (``c`` and
     ``blocked`` of shape ``(B, T)``): the same recurrence, vectorised over the batch as well. ``None`` for
-    windows without a feasible schedule."""
+    windows without a feasible schedule.
+
+    ``algorithm`` (see :mod:`wattwise.schedule.dp`): ``"progress"`` (default; a compiled loop over the ``L``
+    work slots, each step over the slack), ``"progress-numpy"`` (the same in numpy steps, also the fallback
+    without numba) or ``"slots"`` (the original loop over the ``T`` time slots, kept as the reference that the
+    benchmark and the tests compare with). All return the same plans, bit for bit. Without the argument the
+    environment variable ``WATTWISE_DP`` chooses (default ``progress``), so that a benchmark can run a whole
+    sweep, worker processes included, on the reference."""
     c = np.atleast_2d(np.asarray(c, dtype=float))
     s_j = np.asarray(startup_j, dtype=float)
     w_j = np.asarray(work_j, dtype=float)
@@ -190,7 +202,10 @@ def suspend_resume_many(c: np.ndarray, startup_j: np.ndarray, work_j: np.ndarray
         ok = None
     blocked_arr = None if blocked is None else np.atleast_2d(np.asarray(blocked, dtype=bool))
     G = 1 if max_resumes is None else max_resumes + 2
-    per_window = (T + 1) * G * (2 * L + 1)
+    algorithm = algorithm or os.environ.get("WATTWISE_DP") or "progress"
+    if algorithm not in DP_ALGORITHMS:
+        raise ValueError(f"unknown suspend-resume algorithm {algorithm!r}; allowed: {', '.join(DP_ALGORITHMS)}")
+    per_window = (T + 1) * G * (2 * L + 1) if algorithm == "slots" else 2 * L * G * (T - ns - L + 1)
     if per_window > DP_MAX_BYTES:
         raise WattwiseError(
             f"suspend-resume for {L} work slots in a window of {T} slots"
@@ -198,128 +213,24 @@ def suspend_resume_many(c: np.ndarray, startup_j: np.ndarray, work_j: np.ndarray
             f"{per_window / 1e9:.1f} GB of decisions (limit {DP_MAX_BYTES / 1e9:.0f} GB); use a coarser "
             "--resolution or a shorter waiting time"
         )
+    sc = np.zeros((B, T - ns + 1))
+    if ns:
+        for b in range(B):
+            row_blocked = None if blocked_arr is None else blocked_arr[b]
+            sc[b] = start_costs(c[b] if startup_cost else np.zeros(T), s_j, row_blocked)
+    layered = max_resumes is not None
     step = max(1, DP_MEMORY_BYTES // per_window)
     plans: list[Plan | None] = []
     for b0 in range(0, B, step):
-        sub_blocked = None if blocked_arr is None else blocked_arr[b0:b0 + step]
-        plans += _dp(c[b0:b0 + step], s_j, w_j, ok, max_resumes is not None, G, sub_blocked, startup_cost)
-    return plans
-
-
-def _dp(c: np.ndarray, s_j: np.ndarray, w_j: np.ndarray, ok: np.ndarray | None, layered: bool, G: int,
-        blocked: np.ndarray | None, startup_cost: bool) -> list[Plan | None]:
-    B, T = c.shape
-    ns, L = s_j.size, w_j.size
-    inf = np.inf
-    if ns:
-        sc = np.empty((B, T - ns + 1))
-        for b in range(B):
-            row_blocked = None if blocked is None else blocked[b]
-            sc[b] = start_costs(c[b] if startup_cost else np.zeros(T), s_j, row_blocked)
-    H = np.full((B, G, L + 1), inf)
-    S = np.full((B, G, L + 1), inf)
-    S[:, 0, 0] = 0.0
-    H_next = np.full((B, G, L + 1), inf)
-    from_start = np.zeros((T + 1, B, G, L + 1), dtype=bool)
-    stopped = np.zeros((T + 1, B, G, L), dtype=bool)
-    ring = np.full((ns + 1, B, G, L + 1), inf) if ns else None
-    ring_set = [False] * (ns + 1)
-    stop_penalty = None if ok is None else np.where(ok, 0.0, inf)
-    cand = np.empty((B, G, L)) if ok is not None else None
-    work = np.empty((B, L))
-    best = np.full(B, inf)
-    best_t = np.full(B, -1)
-    best_g = np.zeros(B, dtype=np.int64)
-    rows = np.arange(B)
-    blocked_any = blocked is not None and bool(blocked.any())
-    for t in range(T + 1):
-        if ring is not None and t >= ns and ring_set[t % (ns + 1)]:
-            arriving = ring[t % (ns + 1)]
-            np.less(arriving, H, out=from_start[t])
-            np.minimum(H, arriving, out=H)
-            ring_set[t % (ns + 1)] = False
-        if G == 1:
-            done = H[:, 0, L]
-            better = done < best
-            if better.any():
-                best[better] = done[better]
-                best_t[better] = t
+        part = slice(b0, b0 + step)
+        sub_blocked = None if blocked_arr is None else blocked_arr[part]
+        if algorithm == "slots":
+            results = dp.slots(c[part], sc[part], w_j, ok, G, layered, ns, sub_blocked)
         else:
-            layer = H[:, :, L].argmin(axis=1)
-            done = H[rows, layer, L]
-            better = done < best
-            if better.any():
-                best[better] = done[better]
-                best_t[better] = t
-                best_g[better] = layer[better]
-        if t == T:
-            break
-        # a hot job may stop, keeping its progress
-        if stop_penalty is not None:
-            np.add(H[:, :, :L], stop_penalty, out=cand)
-            source = cand
-        else:
-            source = H[:, :, :L]
-        np.less(source, S[:, :, :L], out=stopped[t])
-        np.minimum(S[:, :, :L], source, out=S[:, :, :L])
-        # a suspended job may (re)start
-        if ns == 0:
-            if layered:
-                np.less(S[:, :-1], H[:, 1:], out=from_start[t][:, 1:])
-                np.minimum(H[:, 1:], S[:, :-1], out=H[:, 1:])
-            else:
-                np.less(S, H, out=from_start[t])
-                np.minimum(H, S, out=H)
-        elif t + ns <= T:
-            r = (t + ns) % (ns + 1)
-            dest = ring[r]
-            cost = sc[:, t][:, None, None]
-            if layered:
-                np.add(S[:, :-1], cost, out=dest[:, 1:])
-                dest[:, 0] = inf
-            else:
-                np.add(S, cost, out=dest)
-            ring_set[r] = True
-        # a hot job works slot t
-        np.multiply(w_j, c[:, t:t + 1], out=work)
-        np.add(H[:, :, :L], work[:, None, :], out=H_next[:, :, 1:])
-        H_next[:, :, 0] = inf
-        if blocked_any:
-            H_next[blocked[:, t]] = inf
-        H, H_next = H_next, H
-    plans: list[Plan | None] = []
-    for b in range(B):
-        if not np.isfinite(best[b]):
-            plans.append(None)
-            continue
-        blocks = _backtrack(from_start[:, b], stopped[:, b], int(best_t[b]), int(best_g[b]), L, ns, layered)
-        plans.append(Plan(blocks, float(best[b]) / J_PER_KWH))
+            results = dp.progress(c[part], sc[part], w_j, ok, G, layered, ns, sub_blocked,
+                                  compiled=algorithm == "progress")
+        plans += [None if r is None else Plan(r[0], r[1] / J_PER_KWH) for r in results]
     return plans
-
-
-def _backtrack(from_start: np.ndarray, stopped: np.ndarray, t: int, g: int, L: int, ns: int,
-               layered: bool) -> list[Block]:
-    """Walk the decisions back from the finish (hot, ``L`` work slots done at ``t``), a run at a time."""
-    blocks: list[Block] = []
-    k = end_k = L
-    while True:
-        # hot: back along the diagonal (one work slot per slot) to where the startup ended
-        back = np.arange(min(t, k) + 1)
-        i = int(np.argmax(from_start[t - back, g, k - back]))
-        if not from_start[t - i, g, k - i]:
-            raise RuntimeError("suspend-resume backtrack lost its way")
-        t, k = t - i - ns, k - i
-        blocks.append((t, k, end_k))
-        if layered:
-            g -= 1
-        # suspended: back in time to where the job stopped, or to the beginning
-        hits = np.flatnonzero(stopped[t::-1, g, k]) if k < L else np.zeros(0, dtype=np.int64)
-        if hits.size == 0:
-            break
-        t -= int(hits[0])
-        end_k = k
-    blocks.reverse()
-    return blocks
 
 
 def cheapest_slots(c: np.ndarray, n: int) -> list[Block]:

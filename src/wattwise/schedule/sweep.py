@@ -32,13 +32,12 @@ jobs take the configuration's startup and pattern (repeated to each job's length
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
-import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +51,7 @@ from wattwise.units import parse_duration_s
 
 GRID_KEYS = ("policy", "length_h", "wait_h", "phases", "startup_min", "startup_w", "averaged", "max_resumes",
              "checkpoint_only", "capacity", "forecast_error", "seed", "threshold_percentile")
-TOP_KEYS = ("carbon", "start", "resolution", "arrivals_h", "jobs", "jobs_time_unit", "phases", "grid",
+TOP_KEYS = ("carbon", "start", "months", "resolution", "arrivals_h", "jobs", "jobs_time_unit", "phases", "grid",
             "description")
 DEFAULT_PHASES = {"constant-100W": [{"name": "work", "duration_s": 3600, "power_w": 100}]}
 _DEFAULTS: dict[str, Any] = {"policy": "suspend-resume", "length_h": 1, "wait_h": 24, "phases": None,
@@ -66,7 +65,8 @@ EXACT_POLICIES = ("oracle", "suspend-resume")
 @dataclass
 class Grid:
     source: Path
-    carbon: Path
+    #: carbon traces by zone name (one file: its zone, or the file name)
+    carbons: dict[str, Path]
     start_s: float | None
     resolution_s: float
     arrivals_h: list[float]
@@ -77,10 +77,25 @@ class Grid:
     #: the grid sets phases or a startup: with a job trace, they replace its constant-power jobs
     pattern_given: bool = False
     jobs_time_unit: str = "s"
+    #: months (``YYYY-MM``) to run each configuration in; job time 0 = the month's first day, 00:00 UTC
+    months: list[str] = field(default_factory=list)
+
+    @property
+    def carbon(self) -> Path:
+        """The first carbon trace (grids with one zone)."""
+        return next(iter(self.carbons.values()))
 
     def configs(self) -> list[dict[str, Any]]:
-        names = list(self.axes)
-        return [dict(zip(names, values, strict=True)) for values in itertools.product(*self.axes.values())]
+        """Every configuration: ``zone`` and ``month`` (``None`` without ``months``), then the grid keys."""
+        names = ["zone", "month", *self.axes]
+        months: list[str | None] = list(self.months) or [None]
+        product = itertools.product(list(self.carbons), months, *self.axes.values())
+        return [dict(zip(names, values, strict=True)) for values in product]
+
+    def origin_s(self, config: dict[str, Any]) -> float | None:
+        """Job time 0 of a configuration: its month's first day, else the grid's ``start``."""
+        month = config.get("month")
+        return month_start_s(month) if month else self.start_s
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -103,7 +118,10 @@ def load_grid(path: str | Path) -> Grid:
     base = path.parent
     if "carbon" not in data:
         raise ConfigError(f"{path}: missing key 'carbon' (a carbon-intensity CSV, relative to the grid file)")
-    carbon = _relative(base, data["carbon"])
+    carbons = _carbons(path, data["carbon"])
+    months = _months(path, data.get("months"))
+    if months and data.get("start") is not None:
+        raise ConfigError(f"{path}: give either 'start' or 'months', not both")
     start_s = None
     if data.get("start") is not None:
         try:
@@ -146,8 +164,48 @@ def load_grid(path: str | Path) -> Grid:
     time_unit = str(data.get("jobs_time_unit", "s"))
     if time_unit not in TIME_UNITS:
         raise ConfigError(f"{path}: jobs_time_unit: {time_unit!r} is not one of {', '.join(TIME_UNITS)}")
-    return Grid(path, carbon, start_s, resolution_s, arrivals, jobs_path, phases, axes, varying, pattern_given,
-                time_unit)
+    return Grid(path, carbons, start_s, resolution_s, arrivals, jobs_path, phases, axes, varying, pattern_given,
+                time_unit, months)
+
+
+def _carbons(path: Path, value: Any) -> dict[str, Path]:
+    """``carbon: FILE`` or ``carbon: {ZONE: FILE, ...}`` (paths relative to the grid file)."""
+    if isinstance(value, dict):
+        if not value:
+            raise ConfigError(f"{path}: carbon: the mapping of zones to trace files is empty")
+        return {str(zone): _relative(path.parent, file) for zone, file in value.items()}
+    if not isinstance(value, str):
+        raise ConfigError(f"{path}: carbon: {value!r} is neither a file nor a mapping of zone → file")
+    file = _relative(path.parent, value)
+    return {file.stem.split("-")[0] if "-" in file.stem else file.stem: file}
+
+
+def _months(path: Path, value: Any) -> list[str]:
+    if value is None:
+        return []
+    values = value if isinstance(value, list) else [value]
+    out = []
+    for v in values:
+        text = str(v)
+        try:
+            month_start_s(text)
+        except ValueError:
+            raise ConfigError(f"{path}: months: {v!r} is not a month YYYY-MM") from None
+        out.append(text)
+    if len(set(out)) != len(out):
+        raise ConfigError(f"{path}: months: a month is listed twice")
+    return out
+
+
+def month_start_s(month: str) -> float:
+    """Unix time of the first day of ``YYYY-MM``, 00:00 UTC."""
+    from datetime import UTC, datetime
+
+    try:
+        year, mon = month.split("-")
+        return datetime(int(year), int(mon), 1, tzinfo=UTC).timestamp()
+    except (ValueError, TypeError):
+        raise ValueError(f"{month!r} is not a month YYYY-MM") from None
 
 
 def _relative(base: Path, value: Any) -> Path:
@@ -234,7 +292,7 @@ def _options(grid: Grid, config: dict[str, Any]) -> Options:
     return Options(policy=config["policy"], wait_s=config["wait_h"] * 3600.0, resolution_s=grid.resolution_s,
                    max_resumes=config["max_resumes"], checkpoint_only=config["checkpoint_only"],
                    capacity=config["capacity"], forecast_error=config["forecast_error"], seed=config["seed"],
-                   threshold_percentile=config["threshold_percentile"], origin_s=grid.start_s)
+                   threshold_percentile=config["threshold_percentile"], origin_s=grid.origin_s(config))
 
 
 def _key(grid: Grid, config: dict[str, Any], jobs: list[Job]) -> str:
@@ -246,29 +304,43 @@ def _key(grid: Grid, config: dict[str, Any], jobs: list[Job]) -> str:
         options_key = options.__dict__
     if options.forecast_error == 0:
         options_key = {**options_key, "seed": None}
-    return json.dumps({"options": options_key, "models": models,
+    return json.dumps({"zone": config.get("zone"), "options": options_key, "models": models,
                        "jobs": [(j.arrival_s, j.length_s, j.cpus, j.wait_s) for j in jobs]}, sort_keys=True)
 
 
-_WORKER: dict[str, Any] = {}
+@dataclass(frozen=True, eq=False)
+class SweepContext:
+    """What every cell needs besides its configuration: the grid, the carbon traces by zone and the job
+    trace. Sent to each worker once (scattered), not with every cell."""
+
+    grid: Grid
+    traces: dict[str, CarbonTrace]
+    trace_jobs: list[Job] | None
+
+    @classmethod
+    def load(cls, grid: Grid) -> SweepContext:
+        traces = {zone: read_trace(path) for zone, path in grid.carbons.items()}
+        jobs = read_jobs(grid.jobs_path, time_unit=grid.jobs_time_unit) if grid.jobs_path is not None else None
+        return cls(grid, traces, jobs)
+
+    def key(self, config: dict[str, Any]) -> str:
+        """A short stable name of the simulation a configuration describes (equal for duplicates)."""
+        text = _key(self.grid, config, config_jobs(self.grid, config, self.trace_jobs))
+        return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def _init_worker(trace: CarbonTrace, grid: Grid, trace_jobs: list[Job] | None) -> None:
-    _WORKER["trace"] = trace
-    _WORKER["grid"] = grid
-    _WORKER["jobs"] = trace_jobs
-
-
-def _run_configs(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    trace, grid, trace_jobs = _WORKER["trace"], _WORKER["grid"], _WORKER["jobs"]
-    return [run_config(trace, grid, config, trace_jobs) for config in configs]
+def run_cell(context: SweepContext, config: dict[str, Any]) -> dict[str, Any]:
+    """The one cell function of every sweep, local or on a Dask cluster: the figures of one configuration."""
+    return run_config(context.traces[config["zone"]], context.grid, config, context.trace_jobs)
 
 
 def run_config(trace: CarbonTrace, grid: Grid, config: dict[str, Any], trace_jobs: list[Job] | None) -> dict[str, Any]:
     """Simulate one configuration; the figures of its results row."""
     jobs = config_jobs(grid, config, trace_jobs)
     started = time.perf_counter()
+    cpu_started = time.process_time()
     sim = simulate(jobs, trace, _options(grid, config))
+    cpu = time.process_time() - cpu_started
     elapsed = time.perf_counter() - started
     s = summary(sim)
     totals = s["totals"]
@@ -284,56 +356,22 @@ def run_config(trace: CarbonTrace, grid: Grid, config: dict[str, Any], trace_job
         "optimal": config["policy"] in EXACT_POLICIES and config["forecast_error"] == 0
         and config["capacity"] is None,
         "elapsed_s": elapsed,
+        "cpu_s": cpu,
     }
 
 
 def run_sweep(grid: Grid, *, workers: int | None = None,
               progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
-    """All rows of the sweep, in grid order; duplicate configurations are simulated once."""
-    trace = read_trace(grid.carbon)
-    trace_jobs = read_jobs(grid.jobs_path, time_unit=grid.jobs_time_unit) if grid.jobs_path is not None else None
-    configs = grid.configs()
-    keys = [_key(grid, c, config_jobs(grid, c, trace_jobs)) for c in configs]
-    unique: dict[str, dict[str, Any]] = {}
-    for key, config in zip(keys, configs, strict=True):
-        unique.setdefault(key, config)
-    todo = list(unique.items())
-    # the slowest (long windows, long jobs, suspend-resume) first for a good load balance
-    todo.sort(key=lambda kv: -(kv[1]["wait_h"] + kv[1]["length_h"]) * kv[1]["length_h"]
-              * (4 if kv[1]["policy"] in ("suspend-resume", "wait-awhile") else 1))
-    workers = workers or os.cpu_count() or 1
-    figures: dict[str, dict[str, Any]] = {}
-    total = len(todo)
-    if progress:
-        progress(0, total)
-    if workers <= 1 or total <= 1:
-        _init_worker(trace, grid, trace_jobs)
-        for i, (key, config) in enumerate(todo, start=1):
-            figures[key] = _run_configs([config])[0]
-            if progress:
-                progress(i, total)
-    else:
-        size = max(1, min(16, total // (workers * 8)))
-        chunks = [todo[i:i + size] for i in range(0, total, size)]
-        done = 0
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
-                                 initargs=(trace, grid, trace_jobs)) as pool:
-            futures = {pool.submit(_run_configs, [c for _, c in chunk]): chunk for chunk in chunks}
-            for future in as_completed(futures):
-                chunk = futures[future]
-                for (key, _), row in zip(chunk, future.result(), strict=True):
-                    figures[key] = row
-                done += len(chunk)
-                if progress:
-                    progress(done, total)
-    rows = []
-    for key, config in zip(keys, configs, strict=True):
-        rows.append({**config, "arrivals": len(grid.arrivals_h) if trace_jobs is None else None, **figures[key]})
-    return rows
+    """All rows of the sweep, in grid order, on local worker processes (see
+    :func:`wattwise.schedule.runner.run` for a Dask cluster, result files and resuming)."""
+    from wattwise.schedule.runner import run
+
+    return run(grid, workers=workers, progress=progress)
 
 
-RESULT_COLUMNS = (*GRID_KEYS, "arrivals", "jobs", "carbon_g", "agnostic_carbon_g", "saving_pct", "energy_j",
-                  "agnostic_energy_j", "interruptions_per_job", "deadlines_missed", "optimal", "elapsed_s")
+RESULT_COLUMNS = ("zone", "month", *GRID_KEYS, "arrivals", "jobs", "carbon_g", "agnostic_carbon_g",
+                  "saving_pct", "energy_j", "agnostic_energy_j", "restarts", "restart_energy_j",
+                  "interruptions_per_job", "deadlines_missed", "optimal", "elapsed_s", "cpu_s")
 
 
 def write_results(rows: list[dict[str, Any]], path: Path) -> None:
@@ -345,6 +383,15 @@ def write_results(rows: list[dict[str, Any]], path: Path) -> None:
         for row in rows:
             writer.writerow({k: ("" if v is None else str(v).lower() if isinstance(v, bool) else v)
                              for k, v in row.items()})
+
+
+def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
+    """The results table as Parquet (the columns of ``RESULT_COLUMNS``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {name: [row.get(name) for row in rows] for name in RESULT_COLUMNS}
+    pq.write_table(pa.table(columns), path)
 
 
 def plot_sweep(grid: Grid, rows: list[dict[str, Any]], out: Path) -> list[Path]:
