@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wattwise.analysis.carbon import J_PER_KWH
 from wattwise.analysis.sci import run_sci
 from wattwise.analysis.synthetic import T0, add_series
 from wattwise.carbon.trace import read_trace
 from wattwise.errors import WattwiseError
 from wattwise.providers.base import Kind, MetricSpec
 from wattwise.store import Store
+from wattwise.units import J_PER_KWH
 
 ROOT = Path(__file__).resolve().parents[2]
 DE_TRACE = ROOT / "data" / "carbon" / "DE-2024-hourly-electricitymaps.csv"

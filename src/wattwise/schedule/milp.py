@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from wattwise.schedule.solvers import J_PER_KWH, Block, Infeasible, Plan, start_costs
+from wattwise.schedule.solvers import Block, Infeasible, Plan, start_costs
+from wattwise.units import J_PER_KWH
 
 
 def solver(msg: bool = False):  # returns a pulp solver object
