@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "wattwise.web.cli",
     "wattwise.cluster.cli",
     "wattwise.monitor.cli",
+    "wattwise.integrations.cli",  # `ci`, `runs import`
 ]
 
 app = typer.Typer(
@@ -61,6 +62,28 @@ for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
 
 
+def _click_exception_classes() -> tuple[type[Exception], type[Exception]]:
+    """click's `ClickException` and `UsageError`, wherever this typer takes click from.
+
+    typer up to 0.2x imports `click`; newer versions vendor it as `typer._click`. Both keep the hierarchy
+    BadParameter → UsageError → ClickException, and typer exports BadParameter, so the bases are found on its
+    MRO instead of importing either private location.
+    """
+    by_name = {cls.__name__: cls for cls in typer.BadParameter.__mro__}
+    return by_name["ClickException"], by_name["UsageError"]
+
+
+def _print_usage_error(exc: Exception) -> None:
+    """One or two lines: what was wrong, and which --help to read. Never a traceback."""
+    from rich.markup import escape
+
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    ctx = getattr(exc, "ctx", None)
+    command_path = ctx.command_path if ctx is not None else "wattwise"
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True, emoji=False)
+    err_console.print(f"See '{escape(command_path)} --help'.", highlight=False, soft_wrap=True, emoji=False)
+
+
 def _recover_crashed_runs() -> None:
     """Runs left `running` by a wattwise killed on this machine are closed as crashed before anything else (one
     `listdir` when there are none, so `wattwise --help` stays fast)."""
@@ -72,6 +95,7 @@ def _recover_crashed_runs() -> None:
 
 
 def main() -> None:
+    click_exception, usage_error = _click_exception_classes()
     _recover_crashed_runs()
     try:
         result = app(standalone_mode=False)
@@ -80,7 +104,7 @@ def main() -> None:
     except WattwiseError as exc:
         from rich.markup import escape
 
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True, emoji=False)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -90,10 +114,9 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors carry their own exit code and message
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except usage_error as exc:
+        _print_usage_error(exc)
+        sys.exit(2)
+    except click_exception as exc:  # other click errors (e.g. a file argument that cannot be opened)
+        _print_usage_error(exc)
+        sys.exit(getattr(exc, "exit_code", 1) or 1)
