@@ -167,10 +167,11 @@ def test_containers_gross_and_surplus(store: Store) -> None:
     assert runtime.baseline_power_w == pytest.approx(50)
     assert runtime.surplus_energy_j == pytest.approx(1800 - 50 * 18)
     by_name = {c.name: c for c in runtime.containers}
-    assert by_name["web"].share == pytest.approx(0.75) and by_name["db"].share == pytest.approx(0.25)
-    assert by_name["web"].energy_gross_j == pytest.approx(1350)
-    assert by_name["db"].energy_surplus_j == pytest.approx(225)
-    assert sum(c.energy_gross_j for c in runtime.containers) == pytest.approx(1800)
+    # shares are of the machine's busy CPU time (4.5 CPU-s/s), like the unit's (issue 15: one energy story)
+    assert by_name["web"].share == pytest.approx(3 / 4.5) and by_name["db"].share == pytest.approx(1 / 4.5)
+    assert by_name["web"].attributed_energy_j == pytest.approx(1200)
+    assert by_name["db"].above_baseline_energy_j == pytest.approx(200)
+    assert sum(c.attributed_energy_j for c in runtime.containers) == pytest.approx(1800 * 4 / 4.5)
     assert by_name["web"].cpu_share_of_machine == pytest.approx(3 / 4.5)
     assert by_name["web"].memory_peak_b == pytest.approx(3e8)
     assert "setup" not in phases  # hidden

@@ -21,7 +21,7 @@ def test_report_is_self_contained(run_cli, tmp_path: Path) -> None:
     result = run_cli("report", str(run_id), "-o", str(out), "--points", "50", "--db", str(db), check=True)
     assert str(out) in result.stdout
     html = out.read_text()
-    assert "Plotly" in html and "wattwise.renderRun" in html
+    assert "wattwise.renderRun" in html and "Plotly.newPlot" not in html.split("function renderSvg")[1]
     assert "load + query" in html and "listening on :80" in html and "query starts" in html
     # the page's markup loads nothing from elsewhere (the browser test checks that no request is made)
     markup = re.sub(r"<script>.*?</script>", "", html, flags=re.S)
@@ -58,8 +58,14 @@ def test_report_renders_offline_in_chromium(run_cli, tmp_path: Path) -> None:
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(out.as_uri())
         page.wait_for_selector("#charts[data-rendered]", timeout=30_000)
-        assert page.get_attribute("#charts", "data-rendered") == str(len(store.metrics(run_id)))
-        assert page.locator("#charts .main-svg").count() >= len(store.metrics(run_id))
+        # network_tx_b is zero throughout: listed, not drawn
+        metrics = len(store.metrics(run_id))
+        assert page.get_attribute("#charts", "data-series") == str(metrics - 1)
+        charts = int(page.get_attribute("#charts", "data-rendered") or 0)
+        assert page.locator("#charts svg.ww-svg").count() == charts == metrics - 1
+        assert page.locator("#charts svg.ww-svg path").count() >= charts
+        assert "Network sent" in (page.text_content("#charts details.ww-zero") or "")
+        assert "Machine power at the wall (IPMI) (W)" in page.inner_text("#charts")
         page.screenshot(path=str(tmp_path / "report.png"))
         browser.close()
     assert [r for r in requests if not r.startswith("file:")] == []

@@ -7,6 +7,7 @@ import re
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from typer.core import TyperCommand
 
 from wattwise.clitools import DbOption, JsonOption, console
@@ -166,7 +167,8 @@ def compare(
     for row in result["rows"]:
         a = row["a"]
         approx = "≈" if row.get("estimated") else ""
-        cells = [row["phase"], row["metric"], str(a["n"]), spread(a, approx), _pct(a["cv"]), ci(a, approx)]
+        cells = [escape(row["phase"]), escape(row["metric"]), str(a["n"])]
+        cells += [spread(a, approx), _pct(a["cv"]), ci(a, approx)]
         if two:
             b, test = row["b"], row["test"]
             verdict = test["verdict"].split(" (")[0]
@@ -243,23 +245,24 @@ def stats(
         flags = " (hidden)" if p.hidden else ""
         if p.rebuilt_from:
             flags += f" = {' + '.join(p.rebuilt_from)}"
-        table = Table(title=f"{p.name}{flags} — {p.duration_s:.3f} s", title_justify="left")
-        for name in ("metric", "unit", "total", "mean", "max", "min", "samples", "interval"):
-            table.add_column(name, justify="left" if name in ("metric", "unit") else "right")
+        table = Table(title=escape(f"{p.name}{flags} — {p.duration_s:.3f} s"), title_justify="left")
+        for name in ("metric", "total", "unit", "mean", "max", "min", "unit ", "samples", "interval"):
+            table.add_column(name, justify="left" if name.startswith(("metric", "unit")) else "right")
         for m in p.metrics:
             table.add_row(
-                m.label,
-                m.rate_unit,
-                _fmt(m.total),
+                escape(m.label),
+                _fmt(m.total) if m.total_unit else "–",
+                m.total_unit or "",
                 _fmt(m.mean),
                 _fmt(m.max),
                 _fmt(m.min),
+                m.rate_unit,
                 str(m.samples),
                 "–" if m.median_interval_s is None else f"{m.median_interval_s:.3g} s",
             )
         console.print(table)
         for warning in p.warnings:
-            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+            console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
 
 
 def sci(
@@ -354,7 +357,7 @@ def sci(
             markup=False,
         )
     for warning in result["warnings"]:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
 
 
 def containers(
@@ -366,7 +369,8 @@ def containers(
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
-    """Per-container energy: machine energy split by CPU-time share, gross and above baseline (surplus).
+    """Per-container energy: the machine's energy attributed by each container's share of the machine's CPU
+    work (attributed energy), and its share of the energy above the baseline (see docs/measurement.md).
 
     Example: wattwise containers 12
     """
@@ -382,28 +386,30 @@ def containers(
         if not p.containers:
             continue
         table = Table(
-            title=f"{p.phase}: machine {_fmt(p.machine_energy_j)} J, baseline {_fmt(p.baseline_power_w)} W, "
-            f"surplus {_fmt(p.surplus_energy_j)} J",
+            title=escape(
+                f"{p.phase}: machine {_fmt(p.machine_energy_j)} J, baseline {_fmt(p.baseline_power_w)} W, "
+                f"above baseline {_fmt(p.above_baseline_energy_j)} J"
+            ),
             title_justify="left",
         )
         for name in (
             "container",
             "CPU s",
-            "share",
-            "energy (gross) J",
-            "energy (surplus) J",
+            "share of machine CPU",
+            "attributed energy J",
+            "above baseline J",
             "memory peak B",
         ):
             table.add_column(name, justify="left" if name == "container" else "right")
         for c in p.containers:
             table.add_row(
-                c.name,
+                escape(c.name),
                 _fmt(c.cpu_time_s),
                 _pct(c.share),
-                _fmt(c.energy_gross_j),
-                _fmt(c.energy_surplus_j),
+                _fmt(c.attributed_energy_j),
+                _fmt(c.above_baseline_energy_j),
                 _fmt(c.memory_peak_b),
             )
         console.print(table)
         for warning in p.warnings:
-            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+            console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)

@@ -1,16 +1,17 @@
-"""Per-container energy: the machine's energy split by each container's share of CPU time.
+"""Per-container energy: the machine's energy attributed by each container's share of the machine's CPU work.
 
-For a phase with machine energy E, duration d and baseline power P₀ (the mean machine power of the
-run's [BASELINE] phase, or a given value), and containers c with CPU time t_c (``cgroup_cpu_time_s``
-increase, detail = container name):
+The figures are those of analysis/energy.py, per container. For a phase with machine energy E, duration d,
+baseline power P₀ (the mean machine power of the run's [BASELINE] phase, or a given value), the machine's
+busy CPU time B (``cpu_busy_time_s``) and containers c with CPU time t_c (``cgroup_cpu_time_s`` increase,
+detail = container name):
 
-    share_c   = t_c / Σ t_k
-    gross_c   = E × share_c                     (all of the machine's energy, idle power included)
-    surplus_c = max(0, E − P₀ × d) × share_c    (only what the machine drew above its idle baseline)
+    share_c                 = t_c / B                       (t_c / Σ t_k where B is not measured, with a warning)
+    attributed_energy_j_c   = E × share_c                   (idle power included, by CPU work)
+    above_baseline_energy_j = max(0, E − P₀ × d) × share_c  (only what the machine drew above its baseline)
 
-The shares add up to 1, so the containers' gross energies add up to the machine's. Where the run also
-has the machine's busy CPU time (``cpu_busy_time_s``), ``cpu_share_of_machine`` tells how much of the
-machine's CPU work the containers did (the rest is the host and the measurement itself).
+A container's share is of the machine, exactly like the unit's share of a `wattwise measure` run, so the
+figures agree wherever they are shown; the rest (1 − Σ share) is the host's and the measurement's own work.
+The old keys ``energy_gross_j`` and ``energy_surplus_j`` remain in the JSON as aliases of the new ones.
 """
 
 from __future__ import annotations
@@ -31,11 +32,20 @@ BASELINE = "[BASELINE]"
 class ContainerEnergy:
     name: str
     cpu_time_s: float
+    #: of the machine's busy CPU time (of the containers' CPU time where that is not measured)
     share: float
-    energy_gross_j: float | None
-    energy_surplus_j: float | None
+    attributed_energy_j: float | None
+    above_baseline_energy_j: float | None
     cpu_share_of_machine: float | None
     memory_peak_b: float | None
+
+    @property
+    def energy_gross_j(self) -> float | None:  # the name before the energy figures were defined once
+        return self.attributed_energy_j
+
+    @property
+    def energy_surplus_j(self) -> float | None:
+        return self.above_baseline_energy_j
 
 
 @dataclass
@@ -44,12 +54,21 @@ class PhaseContainers:
     duration_s: float
     machine_energy_j: float | None
     baseline_power_w: float | None
-    surplus_energy_j: float | None
+    above_baseline_energy_j: float | None
     containers: list[ContainerEnergy]
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def surplus_energy_j(self) -> float | None:  # the name before the energy figures were defined once
+        return self.above_baseline_energy_j
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["surplus_energy_j"] = self.above_baseline_energy_j
+        for c, d in zip(self.containers, out["containers"], strict=True):
+            d["energy_gross_j"] = c.attributed_energy_j
+            d["energy_surplus_j"] = c.above_baseline_energy_j
+        return out
 
 
 def _sum_over(windows: list[tuple[int, int]], fn) -> float | None:
@@ -106,16 +125,22 @@ def split_energy(
     total_cpu = sum(cpu.values())
     if cpu and total_cpu <= 0:
         warnings.append(f"phase {phase}: the containers used no CPU time; energy is not split")
+    denominator = machine_busy if machine_busy and machine_busy > 0 else total_cpu
+    if cpu and total_cpu > 0 and not (machine_busy and machine_busy > 0):
+        warnings.append(
+            f"phase {phase}: the machine's busy CPU time is not measured: shares are of the containers' CPU "
+            "time, so the host's own work is attributed to them"
+        )
     containers = []
     for name, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]):
-        share = seconds / total_cpu if total_cpu > 0 else 0.0
+        share = min(1.0, seconds / denominator) if total_cpu > 0 else 0.0
         containers.append(
             ContainerEnergy(
                 name=name,
                 cpu_time_s=seconds,
                 share=share,
-                energy_gross_j=energy * share if energy is not None and total_cpu > 0 else None,
-                energy_surplus_j=surplus_total * share
+                attributed_energy_j=energy * share if energy is not None and total_cpu > 0 else None,
+                above_baseline_energy_j=surplus_total * share
                 if surplus_total is not None and total_cpu > 0
                 else None,
                 cpu_share_of_machine=min(1.0, seconds / machine_busy) if machine_busy else None,

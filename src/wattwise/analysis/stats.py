@@ -57,6 +57,16 @@ class MetricStats:
         """Unit of mean/max/min: a counter's are rates."""
         return f"{self.unit}/s" if self.kind == "counter" else self.unit
 
+    @property
+    def total_unit(self) -> str | None:
+        """Unit of `total` where a total means something: a counter's increase, or a power gauge's integral
+        (energy, J). None for other gauges (memory, utilisation, temperature): their integral is no amount."""
+        if self.kind == "counter":
+            return self.unit
+        if self.unit == "W":
+            return "J"
+        return None
+
 
 @dataclass
 class PhaseStats:
@@ -81,6 +91,7 @@ class PhaseStats:
         for m, d in zip(self.metrics, out["metrics"], strict=True):
             d["label"] = m.label
             d["rate_unit"] = m.rate_unit
+            d["total_unit"] = m.total_unit
         return out
 
 

@@ -24,7 +24,7 @@ def report(
     db: DbOption = None,
 ) -> None:
     """Write a self-contained HTML report: phases, every metric over time with phase bands and notes,
-    per-container energy, statistics, notes and logs. It opens offline (the chart library is inlined).
+    per-container energy, SCI, statistics, notes and logs. It opens offline (charts are drawn as inline SVG).
 
     Example: wattwise report 12 -o run12.html
     """

@@ -1,8 +1,10 @@
-"""A self-contained HTML report of one run: phase table, every metric over time with phase bands and
-notes, per-container energy, per-metric statistics, notes and logs.
+"""A self-contained HTML report of one run: phase table, warnings (grouped, collapsed), the measurements
+over time with phase bands and notes, SCI (when the scenario has an SCI block), per-container energy,
+per-metric statistics, notes and logs.
 
-Plotly (plotly.min.js from the installed plotly package) and the dashboard's chart code are inlined, and
-so are the downsampled measurements: the file opens without a network or a server.
+The dashboard's chart code (web/static/charts.js) is inlined and draws plain SVG — no chart library, so a
+report of a one-minute run with ten metrics stays well under 1 MB — and so are the downsampled
+measurements: the file opens without a network or a server.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def render_report(store: Store, run_id: int, *, points: int = 2000) -> str:
 
     from wattwise.analysis.containers import run_containers
     from wattwise.analysis.phases import summarize_run
+    from wattwise.analysis.sci import run_sci
     from wattwise.analysis.stats import run_stats
     from wattwise.web import pages
     from wattwise.web.results import LazySeries, json_safe
@@ -37,6 +40,9 @@ def render_report(store: Store, run_id: int, *, points: int = 2000) -> str:
     summary = json_safe(summarize_run(store, run_id, series=lazy()))
     stats = json_safe([p.to_dict() for p in run_stats(store, run_id, series=lazy())])
     containers = json_safe([p.to_dict() for p in run_containers(store, run_id, series=lazy())])
+    sci = None
+    if (run.settings or {}).get("sci") and any(p.name == "[RUNTIME]" for p in store.phases(run_id)):
+        sci = json_safe(run_sci(store, run_id, series=lazy()).to_dict())
     version = run_version(run)
     series = [chart_series(store, m, version, points=points) for m in run_metrics(store, run_id)]
     phases = [
@@ -53,23 +59,17 @@ def render_report(store: Store, run_id: int, *, points: int = 2000) -> str:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(pages.TEMPLATES)), autoescape=True, undefined=jinja2.StrictUndefined
     )
-    env.globals.update(
-        fmt_si=pages.format_si,
-        fmt_duration=pages.format_duration,
-        fmt_num=pages.fmt_num,
-        fmt_pct=pages.fmt_pct,
-        approx=lambda p: "≈" if p.get("estimated") and p.get("energy_j") is not None else "",
-    )
+    env.globals.update(pages.template_globals())
     context: dict[str, Any] = {
         "run": run,
         "version": __version__,
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "css": (pages.STATIC / "style.css").read_text(),
-        "plotly_js": _inline_js(pages.plotly_js_path().read_text()),
         "charts_js": _inline_js((pages.STATIC / "charts.js").read_text()),
         "summary": summary,
         "stats": stats,
         "containers": containers,
+        "sci": sci,
         "points": points,
         "notes": notes,
         "origin_us": origin_us,

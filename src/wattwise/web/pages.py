@@ -49,11 +49,56 @@ def fmt_pct(value: Any) -> str:
     return "–" if value is None else f"{value * 100:.1f} %"
 
 
+_SMALL_PREFIXES = ((1e-9, "n"), (1e-12, "p"))
+
+
+def fmt_si(value: float | None, unit: str, digits: int = 3) -> str:
+    """`format_si` that stays in one unit family below µ (ng, pg): no `9.57e-07 g` next to `µg`."""
+    if value is not None and math.isfinite(value) and 0 < abs(value) < 1e-6:
+        for factor, prefix in _SMALL_PREFIXES:
+            if abs(value) >= factor:
+                return f"{value / factor:.{digits}g} {prefix}{unit}"
+        return f"{value / 1e-12:.{digits}g} p{unit}"
+    return format_si(value, unit, digits)
+
+
+def approx(p: dict[str, Any]) -> str:
+    return "≈" if p.get("estimated") and p.get("energy_j") is not None else ""
+
+
+_WARNING_KINDS = (
+    ("too few samples", re.compile(r"only \d+ sample")),
+    ("slow sampling", re.compile(r"was sampled every")),
+    ("providers", re.compile(r"^provider ")),
+)
+
+
+def warning_groups(run_warnings: list[str], stats: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The run's warnings and the phases' sampling warnings, grouped by kind (for one collapsed block)."""
+    groups: dict[str, list[str]] = {}
+    for text in [*run_warnings, *(w for p in stats or [] for w in p.get("warnings", []))]:
+        title = next((name for name, pattern in _WARNING_KINDS if pattern.search(text)), "run")
+        if text not in groups.setdefault(title, []):
+            groups[title].append(text)
+    order = ["run", "providers", "slow sampling", "too few samples"]
+    return [{"title": t, "count": len(groups[t]), "items": groups[t]} for t in order if groups.get(t)]
+
+
+def template_globals() -> dict[str, Any]:
+    """Formatting helpers shared by the dashboard's templates and the report."""
+    return {
+        "fmt_si": fmt_si,
+        "fmt_duration": format_duration,
+        "fmt_num": fmt_num,
+        "fmt_pct": fmt_pct,
+        "approx": approx,
+        "warning_groups": warning_groups,
+    }
+
+
 def _templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(TEMPLATES))
-    env = templates.env
-    env.globals.update(fmt_si=format_si, fmt_duration=format_duration, fmt_num=fmt_num, fmt_pct=fmt_pct)
-    env.globals["approx"] = lambda p: "≈" if p.get("estimated") and p.get("energy_j") is not None else ""
+    templates.env.globals.update(template_globals())
     return templates
 
 
@@ -176,8 +221,8 @@ def mount(app: FastAPI) -> None:
             containers_chart = {
                 "phase": runtime["phase"],
                 "names": [c["name"] for c in runtime["containers"]],
-                "gross": [c["energy_gross_j"] for c in runtime["containers"]],
-                "surplus": [c["energy_surplus_j"] for c in runtime["containers"]],
+                "attributed": [c["attributed_energy_j"] for c in runtime["containers"]],
+                "above_baseline": [c["above_baseline_energy_j"] for c in runtime["containers"]],
             }
         sources = sorted({p["energy_source"] for p in summary["phases"]})
         return render(

@@ -180,6 +180,54 @@ def _clean(values: np.ndarray) -> list[float | None]:
     return [None if not np.isfinite(v) else float(v) for v in values]
 
 
+#: per-component power: drawn stacked on one chart (the machine's own figure as a line over them)
+POWER_COMPONENTS = ("rapl_energy_j", "gpu_energy_j", "gpu_power_w")
+MACHINE_POWER = ("ipmi_power_w", "estimated_power_w")
+
+
+def _rapl_title(detail: str) -> str:
+    parts = detail.split("/")
+    package = parts[0].replace("package-", "CPU package ")
+    if len(parts) == 1:
+        return f"{package} (RAPL)" if package.startswith("CPU") else f"{detail} (RAPL)"
+    zone = {"dram": "DRAM", "core": "cores", "uncore": "uncore/iGPU"}.get(parts[1], parts[1])
+    return f"{package} {zone} (RAPL)"
+
+
+def describe_metric(name: str, detail: str, unit: str, kind: str) -> dict[str, Any]:
+    """Human chart title, display unit, value scale and chart group of a metric (counters as rates)."""
+    of = f" — {detail}" if detail and detail != "machine" else ""
+    rate_unit = f"{unit}/s"
+    titles: dict[str, tuple[str, str, float]] = {
+        "ipmi_power_w": ("Machine power at the wall (IPMI)", "W", 1.0),
+        "estimated_power_w": ("Machine power (≈ estimated from CPU load)", "W", 1.0),
+        "gpu_power_w": (f"GPU {detail} power", "W", 1.0),
+        "gpu_energy_j": (f"GPU {detail} power", "W", 1.0),
+        "rapl_energy_j": (f"{_rapl_title(detail)} power", "W", 1.0),
+        "cpu_utilization_ratio": ("CPU utilisation" + of, "%", 100.0),
+        "gpu_utilization_ratio": (f"GPU {detail} utilisation", "%", 100.0),
+        "gpu_memory_used_b": (f"GPU {detail} memory used", "B", 1.0),
+        "cpu_busy_time_s": ("CPU in use" + of, "CPU cores", 1.0),
+        "cgroup_cpu_time_s": (f"CPU use of {detail or 'the unit'}", "CPU cores", 1.0),
+        "cgroup_memory_b": (f"Memory of {detail or 'the unit'}", "B", 1.0),
+        "network_rx_b": ("Network received" + of, "B/s", 1.0),
+        "network_tx_b": ("Network sent" + of, "B/s", 1.0),
+        "temperature_c": ("Temperature" + of, "°C", 1.0),
+        "sci_r": ("Functional units (SCI R)" + of, "per s", 1.0),
+    }
+    if name in titles:
+        title, shown, scale = titles[name]
+    else:
+        words = name.rsplit("_", 1)[0] if name.endswith(("_w", "_j", "_b", "_s", "_c", "_ratio")) else name
+        title = words.replace("_", " ").capitalize() + of
+        shown, scale = (rate_unit if kind == "counter" else unit), 1.0
+        if unit == "ratio":
+            shown, scale = "%", 100.0
+    inside = name == "rapl_energy_j" and any(z in detail for z in ("core", "psys"))  # not components
+    group = "power" if (name in POWER_COMPONENTS and not inside) or name in MACHINE_POWER else None
+    return {"title": title, "unit": shown, "scale": scale, "group": group, "stack": name in POWER_COMPONENTS}
+
+
 def chart_series(
     store: Store,
     metric: Metric,
@@ -202,29 +250,37 @@ def chart_series(
         "samples": int(buckets.count.sum()) if len(buckets) else 0,
         "downsampled": not buckets.raw,
     }
+    meta = describe_metric(metric.name, metric.detail, metric.unit, metric.kind)
+    scale = meta.pop("scale")
+    out.update(meta)
     if metric.kind == "counter":
-        out["unit"] = f"{metric.unit}/s"
         if len(buckets) < 2:
-            out.update(t_us=[], mean=[], min=[], max=[])
+            out.update(t_us=[], mean=[], min=[], max=[], all_zero=True)
             return out
         dt = np.diff(buckets.t_last) / 1e6
         dv = np.diff(buckets.v_last)
         with np.errstate(divide="ignore", invalid="ignore"):
-            rate = np.where(dt > 0, dv / dt, np.nan)
+            rate = np.where(dt > 0, dv / dt, np.nan) * scale
         t = buckets.t_last[1:]
-        out.update(t_us=t.tolist(), mean=_clean(rate), min=None, max=None)
+        out.update(t_us=t.tolist(), mean=_clean(rate), min=None, max=None, all_zero=_all_zero(rate))
         return out
-    out["unit"] = metric.unit
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean = buckets.vsum / buckets.count
+        mean = buckets.vsum / buckets.count * scale
     t = (buckets.t_first + buckets.t_last) // 2
     out.update(
         t_us=t.tolist(),
         mean=_clean(mean),
-        min=None if buckets.raw else _clean(buckets.vmin),
-        max=None if buckets.raw else _clean(buckets.vmax),
+        min=None if buckets.raw else _clean(buckets.vmin * scale),
+        max=None if buckets.raw else _clean(buckets.vmax * scale),
+        all_zero=_all_zero(buckets.vmin) and _all_zero(buckets.vmax),
     )
     return out
+
+
+def _all_zero(values: np.ndarray) -> bool:
+    """No sample differs from zero (NaN gaps ignored): the chart would be a flat line at 0."""
+    finite = values[np.isfinite(values)]
+    return bool(finite.size == 0 or not np.any(finite))
 
 
 def run_metrics(store: Store, run_id: int) -> list[Metric]:
