@@ -39,3 +39,13 @@ def test_container_energy_is_attributed_like_the_unit(sqlite_url: str) -> None:
     d = runtime.to_dict()["containers"][0]
     assert {"attributed_energy_j", "above_baseline_energy_j", "share"} <= set(d)
     assert runtime.above_baseline_energy_j == pytest.approx(900)
+
+
+def test_cli_table_shows_the_three_figures_and_the_unit_share(sqlite_url: str, run_cli) -> None:
+    store = Store(sqlite_url)
+    run_id = scenario_run(store)
+    text = run_cli("runs", "show", str(run_id), "--db", sqlite_url, check=True).stdout
+    for column in ("machine energy", "above baseline", "unit share", "unit energy"):
+        assert column in text
+    runtime = next(line for line in text.splitlines() if "[RUNTIME]" in line)
+    assert "1.8 kJ" in runtime and "900 J" in runtime and "88.9 %" in runtime and "1.6 kJ" in runtime

@@ -15,36 +15,56 @@ __all__ = ["print_summary", "runtime_phase", "status_markup"]
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    """The phase table (energy, power, carbon, unit CPU and memory), energy source, grid, PUE and warnings."""
+    """The phase table (the three energy figures, power, carbon, unit CPU, share and memory), energy source,
+    grid, PUE and warnings."""
+    from rich.markup import escape
     from rich.table import Table
 
     estimated = summary.get("estimated")
     mark = " [yellow](estimated)[/]" if estimated else ""
-    table = Table(title=f"Run {summary['run_id']}: {summary['name']} — {summary['status']}{mark}")
+    table = Table(title=escape(f"Run {summary['run_id']}: {summary['name']} — {summary['status']}") + mark)
     for column in (
         "phase",
         "duration",
-        "energy",
+        "machine energy",
+        "above baseline",
         "mean power",
         "peak power",
         "carbon",
         "CPU (unit)",
+        "unit share",
+        "unit energy",
         "memory peak",
     ):
         table.add_column(column, justify="right" if column != "phase" else "left")
     for p in summary["phases"]:
         approx = "≈" if p["estimated"] else ""
+
+        def energy(value: float | None, approx: str = approx) -> str:
+            return "–" if value is None else approx + format_si(value, "J")
+
+        share = p.get("unit_cpu_share")
         table.add_row(
-            ("  " if p.get("parent") else "") + p["name"],
+            escape(("  " if p.get("parent") else "") + p["name"]),
             format_duration(p["duration_s"]),
-            approx + format_si(p["energy_j"], "J"),
+            energy(p["energy_j"]),
+            energy(p.get("above_baseline_energy_j")),
             approx + format_si(p["mean_power_w"], "W"),
             approx + format_si(p["peak_power_w"], "W"),
             approx + format_si(p["carbon_g"], "g"),
             "–" if p.get("unit_cpu_time_s") is None else f"{p['unit_cpu_time_s']:.2f} s",
+            "–" if share is None else f"{share * 100:.1f} %",
+            energy(p.get("unit_energy_j")),
             format_si(p.get("unit_memory_peak_b"), "B"),
         )
     console.print(table)
+    console.print(
+        "machine energy: everything the machine drew; above baseline: minus the [BASELINE] power × duration; "
+        "unit energy: machine energy × unit share (the command's CPU seconds ÷ the machine's busy CPU "
+        "seconds). See docs/measurement.md.",
+        highlight=False,
+        markup=False,
+    )
     source = summary["phases"][0]["energy_source"] if summary["phases"] else "none"
     console.print(
         f"energy source: {source}; grid {summary['intensity_g_per_kwh']:g} gCO2e/kWh "
@@ -56,7 +76,7 @@ def print_summary(summary: dict[str, Any]) -> None:
             "(see `wattwise providers`)."
         )
     for warning in summary.get("warnings", []):
-        err_console.print(f"[yellow]warning:[/] {warning}")
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
 def status_markup(status: str) -> str:
