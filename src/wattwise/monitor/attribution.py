@@ -80,8 +80,11 @@ def split_node_power(
     gpu_attributed_w: float = 0.0,
     cpu_fraction: float = DEFAULT_CPU_FRACTION,
     memory_fraction: float = DEFAULT_MEMORY_FRACTION,
+    meter: str = "ipmi",
 ) -> PowerSplit | None:
     """The split of the table above, from whichever readings exist (None: no power known).
+
+    `ipmi_w`: a whole-node reading, from the meter named by `meter` (ipmi, redfish, hwmon: the source label).
 
     `gpu_w`: all GPUs' power; `gpu_attributed_w`: the part of it charged to units (wattwise.monitor.gpus).
     The GPUs are part of the node reading: inside a whole-node (IPMI) reading, added to RAPL or the estimate."""
@@ -92,11 +95,11 @@ def split_node_power(
         dram = max(0.0, rapl_dram_w or 0.0)
         if ipmi_w is not None:
             rest = max(0.0, ipmi_w - package - dram - gpu_w)
-            return _with_gpu(PowerSplit("rapl+ipmi", ipmi_w, package, dram, rest), gpu_w, gpu_attributed_w)
+            return _with_gpu(PowerSplit(f"rapl+{meter}", ipmi_w, package, dram, rest), gpu_w, gpu_attributed_w)
         return _with_gpu(PowerSplit("rapl", package + dram + gpu_w, package, dram, 0.0), gpu_w, gpu_attributed_w)
     if ipmi_w is not None:
         base = max(0.0, ipmi_w - gpu_w)
-        return _with_gpu(PowerSplit("ipmi", ipmi_w, cpu_fraction * base, memory_fraction * base,
+        return _with_gpu(PowerSplit(meter, ipmi_w, cpu_fraction * base, memory_fraction * base,
                                     (1 - cpu_fraction - memory_fraction) * base), min(gpu_w, ipmi_w),
                          gpu_attributed_w)
     if estimate_w is not None:

@@ -12,6 +12,7 @@ import typer
 from wattwise.clitools import DbOption, console, err_console
 
 if TYPE_CHECKING:
+    from wattwise.monitor.node import IpmiPoller
     from wattwise.providers.gpu_tools import GpuReader
 
 PANEL = "Cluster monitoring (Prometheus/Grafana)"
@@ -56,6 +57,21 @@ def exporter(
         help="IPMI DCMI power: auto (ipmitool or ipmi-dcmi if a BMC is there), off, or the command to run "
              "(e.g. 'ipmitool -I lanplus -H bmc dcmi power reading').")] = "auto",
     ipmi_interval: Annotated[float, typer.Option(help="Seconds between BMC readings.")] = 5.0,
+    redfish: Annotated[str | None, typer.Option(
+        help="Whole-node power from this Redfish service instead of IPMI (e.g. https://bmc01), summed over its "
+             "chassis' Power.PowerControl[].PowerConsumedWatts.")] = None,
+    redfish_user: Annotated[str | None, typer.Option(help="Redfish user (HTTP basic).")] = None,
+    redfish_password_file: Annotated[Path | None, typer.Option(help="File holding the Redfish password.")] = None,
+    redfish_chassis: Annotated[str | None, typer.Option(help="Chassis ids to read, comma-separated.")] = None,
+    redfish_insecure: Annotated[bool, typer.Option(
+        "--redfish-insecure", help="Do not verify the BMC's TLS certificate.")] = False,
+    hwmon_power: Annotated[str | None, typer.Option(
+        help="Whole-node power from hwmon power sensors instead of IPMI: driver[:label], comma-separated "
+             "(e.g. power_meter).")] = None,
+    hwmon_root: Annotated[Path, typer.Option(help="hwmon class directory.")] = Path("/sys/class/hwmon"),
+    meter_stat: Annotated[str, typer.Option(
+        help="Which figure of the whole-node meter is the node's power: current or average (over the meter's "
+             "sampling period).")] = "current",
     gpu: Annotated[bool, typer.Option("--gpu/--no-gpu", help="Read GPUs and attribute their power to units.")] = True,
     gpu_source: Annotated[str, typer.Option(
         help="GPU source: auto (the first of nvml, amd-smi, rocm-smi, nvidia-smi that works), nvml, nvidia-smi, "
@@ -95,7 +111,17 @@ def exporter(
     config.check()
     host, port = parse_listen(listen)
     node = NodeReader(proc_root, powercap_root)
-    node.ipmi = _ipmi_poller(ipmi, ipmi_interval, IpmiPoller)
+    if meter_stat not in ("current", "average"):
+        raise ConfigError(f"--meter-stat {meter_stat!r}: allowed are current, average")
+    if redfish and hwmon_power:
+        raise ConfigError("--redfish and --hwmon-power both name the whole-node meter: give one")
+    if redfish:
+        node.ipmi = _redfish_poller(redfish, redfish_user, redfish_password_file, redfish_chassis,
+                                    not redfish_insecure, ipmi_interval, meter_stat)
+    elif hwmon_power:
+        node.ipmi = _hwmon_poller(hwmon_power, hwmon_root, ipmi_interval, meter_stat)
+    else:
+        node.ipmi = _ipmi_poller(ipmi, ipmi_interval, IpmiPoller, meter_stat)
     if gpu:
         node.gpu = _open_gpu(gpu_source)
     owners = OwnerResolver(proc_root, ProjectMap.load(projects) if projects else None,
@@ -127,7 +153,48 @@ def exporter(
             node.ipmi.stop()
 
 
-def _ipmi_poller(ipmi: str, interval: float, poller_class):
+def _redfish_poller(url: str, user: str | None, password_file: Path | None, chassis: str | None, verify: bool,
+                    interval: float, stat: str) -> IpmiPoller:
+    from wattwise.errors import ConfigError
+    from wattwise.monitor.node import IpmiPoller
+    from wattwise.providers.base import ProviderError
+    from wattwise.providers.redfish import RedfishPower
+
+    password = None
+    if password_file is not None:
+        try:
+            password = password_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"--redfish-password-file {password_file}: {exc.strerror}") from exc
+    names = [c.strip() for c in chassis.split(",") if c.strip()] if chassis else None
+    meter = RedfishPower(url, user=user, password=password, chassis=names, verify=verify)
+    try:
+        meter.query()
+    except ProviderError as exc:
+        raise ConfigError(f"--redfish {url}: {exc}") from exc
+    poller = IpmiPoller(meter, interval, meter="redfish", stat=stat)
+    poller.start()
+    return poller
+
+
+def _hwmon_poller(patterns: str, root: Path, interval: float, stat: str) -> IpmiPoller:
+    from wattwise.errors import ConfigError
+    from wattwise.monitor.node import IpmiPoller
+    from wattwise.providers.base import ProviderError
+    from wattwise.providers.hwmon_power import HwmonPower
+
+    meter = HwmonPower([p.strip() for p in patterns.split(",") if p.strip()], root)
+    try:
+        meter.open()
+    except ProviderError as exc:
+        raise ConfigError(f"--hwmon-power {patterns}: {exc}") from exc
+    poller = IpmiPoller(meter, interval, meter="hwmon", stat=stat)
+    poller.start()
+    return poller
+
+
+def _ipmi_poller(ipmi: str, interval: float, poller_class: type[IpmiPoller],
+                 stat: str = "current") -> IpmiPoller | None:
     from wattwise.providers.ipmi import IpmiDcmiProvider
 
     if ipmi == "off":
@@ -138,7 +205,7 @@ def _ipmi_poller(ipmi: str, interval: float, poller_class):
             return None
     else:
         provider = IpmiDcmiProvider(command=shlex.split(ipmi))
-    poller = poller_class(provider, interval)
+    poller = poller_class(provider, interval, stat=stat)
     poller.start()
     return poller
 

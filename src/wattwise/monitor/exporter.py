@@ -258,7 +258,7 @@ class MonitorExporter:
         split = split_node_power(
             rapl_package_w=rapl_package_w, rapl_dram_w=rapl_dram_w, ipmi_w=node.ipmi_power_w,
             estimate_w=self._estimate_w, gpu_w=gpu_w, gpu_attributed_w=sum(g.power_w for g in gpu_shares),
-            cpu_fraction=self.config.cpu_fraction, memory_fraction=self.config.memory_fraction)
+            cpu_fraction=self.config.cpu_fraction, memory_fraction=self.config.memory_fraction, meter=node.meter)
         self._split = split
         intensity = self._intensity
         cpu_deltas = []
@@ -419,8 +419,22 @@ class MonitorExporter:
             rapl.add(label_text([("hostname", hostname), ("zone", counter.detail),
                                  ("domain", counter.domain)]), counter.energy_j)
         ipmi = Family(p + "ipmi_power_watts", "gauge", "Whole-node power from the BMC (IPMI DCMI).")
-        if node.ipmi_power_w is not None:
+        if node.ipmi_power_w is not None and node.meter == "ipmi":
             ipmi.add(host, node.ipmi_power_w)
+        meter = Family(p + "node_meter_power_watts", "gauge",
+                       "Whole-node power meter (meter: ipmi, redfish, hwmon) by statistic: current, and the "
+                       "average, minimum and maximum over the meter's sampling period where it gives them.")
+        meter_period = Family(p + "node_meter_sampling_period_seconds", "gauge",
+                              "The period the meter's average, minimum and maximum cover.")
+        reading = node.meter_reading
+        if reading is not None:
+            for stat, value in (("current", reading.power_w), ("average", reading.average_w),
+                                ("minimum", reading.minimum_w), ("maximum", reading.maximum_w)):
+                if value is not None:
+                    meter.add(label_text([("hostname", hostname), ("meter", node.meter), ("stat", stat)]), value)
+            if reading.sampling_period_s is not None:
+                meter_period.add(label_text([("hostname", hostname), ("meter", node.meter)]),
+                                 reading.sampling_period_s)
         gpu_power = Family(p + "gpu_power_watts", "gauge", "GPU board power.")
         gpu_energy = Family(p + "gpu_energy_joules_total", "counter", "GPU energy since the exporter started.")
         for gpu in node.gpus:
@@ -468,8 +482,8 @@ class MonitorExporter:
             units.add(label_text([("hostname", hostname), ("manager", manager)]), count)
         started = Family(p + "exporter_start_time_seconds", "gauge", "When this exporter process started.")
         started.add(host, self.start_time_s)
-        return [cpu, cpus, *memory, rapl, ipmi, gpu_power, gpu_energy, estimate, power, split_family,
-                node_energy, node_co2, pue, grid, stale, units, started]
+        return [cpu, cpus, *memory, rapl, ipmi, meter, meter_period, gpu_power, gpu_energy, estimate, power,
+                split_family, node_energy, node_co2, pue, grid, stale, units, started]
 
     def _self_family(self) -> Family:
         family = Family(PREFIX + "exporter_scrape_duration_seconds", "gauge",

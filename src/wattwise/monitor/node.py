@@ -14,10 +14,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from wattwise.providers.base import CounterAccumulator, ProviderError
 from wattwise.providers.gpu_tools import GpuDevice, GpuProcess, GpuReader, GpuSnapshot
-from wattwise.providers.ipmi import IpmiDcmiProvider
+from wattwise.providers.ipmi import DcmiPowerReading, IpmiDcmiProvider
 from wattwise.providers.procstat import CpuTimes, read_cpu_times
 from wattwise.providers.rapl import UJ_PER_J, read_rapl_zones
 
@@ -58,6 +59,8 @@ class NodeSample:
     gpus: tuple[GpuDevice, ...] = ()
     errors: tuple[str, ...] = ()
     gpu_processes: tuple[GpuProcess, ...] = ()
+    meter: str = "ipmi"  # which whole-node meter ipmi_power_w came from: ipmi, redfish, hwmon
+    meter_reading: DcmiPowerReading | None = None
 
     @property
     def memory_used_b(self) -> int:
@@ -68,14 +71,29 @@ class NodeSample:
         return sum(c.energy_j for c in self.rapl if c.domain == domain)
 
 
-class IpmiPoller:
-    """Polls an IpmiDcmiProvider in a daemon thread; `latest()` never blocks on the BMC."""
+class PowerMeter(Protocol):
+    def query(self) -> DcmiPowerReading: ...
 
-    def __init__(self, provider: IpmiDcmiProvider, interval_s: float = 5.0) -> None:
+
+class IpmiPoller:
+    """Polls a whole-node power meter in a daemon thread; `latest()` never blocks on the BMC.
+
+    The meter is IPMI DCMI (:class:`IpmiDcmiProvider`), Redfish (:class:`wattwise.providers.redfish.RedfishPower`)
+    or hwmon power sensors (:class:`wattwise.providers.hwmon_power.HwmonPower`): anything whose ``query()``
+    gives a :class:`DcmiPowerReading`. `stat`: which figure is the node's power, ``current`` (instantaneous)
+    or ``average`` (over the meter's sampling period, when it gives one)."""
+
+    def __init__(self, provider: IpmiDcmiProvider | PowerMeter, interval_s: float = 5.0, *, meter: str = "ipmi",
+                 stat: str = "current") -> None:
+        if stat not in ("current", "average"):
+            raise ValueError(f"stat must be current or average, got {stat!r}")
         self.provider = provider
         self.interval_s = interval_s
+        self.meter = meter
+        self.stat = stat
         self._lock = threading.Lock()
         self._value: float | None = None
+        self._reading: DcmiPowerReading | None = None
         self._at = 0.0
         self.last_error: str | None = None
         self._stop = threading.Event()
@@ -89,7 +107,9 @@ class IpmiPoller:
                 self.last_error = str(exc)
             return
         with self._lock:
-            self._value = reading.power_w if reading.active else None
+            value = reading.average_w if self.stat == "average" and reading.average_w is not None else reading.power_w
+            self._value = value if reading.active else None
+            self._reading = reading if reading.active else None
             self._at = time.monotonic()
             self.last_error = None
 
@@ -111,6 +131,13 @@ class IpmiPoller:
             if self._value is None or time.monotonic() - self._at > 3 * self.interval_s + 1:
                 return None
             return self._value
+
+    def latest_reading(self) -> DcmiPowerReading | None:
+        """The whole last reading (current, average, minimum, maximum), under the same freshness rule."""
+        with self._lock:
+            if self._reading is None or time.monotonic() - self._at > 3 * self.interval_s + 1:
+                return None
+            return self._reading
 
 
 @dataclass
@@ -160,11 +187,14 @@ class NodeReader:
             except ProviderError as exc:
                 errors.append(f"rapl: {exc}")
         ipmi_w = self.ipmi.latest() if self.ipmi is not None else None
+        meter_reading = self.ipmi.latest_reading() if self.ipmi is not None else None
+        meter = self.ipmi.meter if self.ipmi is not None else "ipmi"
         snapshot = GpuSnapshot()
         if self.gpu is not None:
             try:
                 snapshot = self.gpu.read()
             except ProviderError as exc:
                 errors.append(f"gpu: {exc}")
-        return NodeSample(cpu, memory, rapl, ipmi_w, snapshot.devices, tuple(errors), snapshot.processes)
+        return NodeSample(cpu, memory, rapl, ipmi_w, snapshot.devices, tuple(errors), snapshot.processes, meter,
+                          meter_reading)
 
