@@ -83,7 +83,16 @@ def test_run_page_renders_charts_and_compare_page(browser, serve, sqlite_url: st
     page.goto(f"{server.url}/compare?{query}")
     page.wait_for_selector("#compare-charts[data-rendered]")
     table = page.inner_text("#compare")
-    assert "significant" in table and "energy_j" in table
+    assert "significant" in table
     assert page.locator("#compare-charts .main-svg").count() >= 3
+    # the table fits a 1,400 px window; the runs' power is overlaid per phase (3 + 3 runs in [RUNTIME])
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1400
+    assert page.evaluate("document.getElementById('compare').getBoundingClientRect().right") <= 1400
+    assert page.get_attribute("#overlay-chart", "data-traces") == "6"
+    assert "machine energy (J)" in table
+    shot = tmp_path / "compare.png"
+    page.screenshot(path=str(shot), full_page=True)
+    if os.environ.get("WATTWISE_SCREENSHOT_DIR"):
+        shutil.copy(shot, Path(os.environ["WATTWISE_SCREENSHOT_DIR"]) / "compare-page.png")
     assert not errors, errors
     assert not failed, failed

@@ -87,6 +87,7 @@ def warning_groups(run_warnings: list[str], stats: list[dict[str, Any]] | None =
 def template_globals() -> dict[str, Any]:
     """Formatting helpers shared by the dashboard's templates and the report."""
     return {
+        "figure_label": lambda name: FIGURE_LABELS.get(name, name),
         "fmt_si": fmt_si,
         "fmt_duration": format_duration,
         "fmt_num": fmt_num,
@@ -282,13 +283,83 @@ def mount(app: FastAPI) -> None:
                         "vs": b_ids,
                         "alpha": alpha,
                         "names": sorted({s["name"] for s in a + (b or [])}),
+                        "estimated": any(r.estimated for r in rows),
                         "rows": [asdict(r) for r in rows],
                     }
                 )
                 context["per_run"] = _per_run(a, b)
+                context["overlay"] = json_safe(power_overlay(store, a, b))
         if context["result"] is None:
             context["recent"] = [type("RunRow", (), i)() for i in api.list_items(store, store.list_runs(limit=100))]
         return render(request, "compare.html", context)
+
+
+FIGURE_LABELS = {
+    "energy_j": "machine energy (J)",
+    "duration_s": "duration (s)",
+    "mean_power_w": "mean power (W)",
+    "peak_power_w": "peak power (W)",
+    "carbon_g": "carbon (g)",
+    "unit_energy_j": "unit energy (J)",
+    "above_baseline_energy_j": "above baseline (J)",
+}
+
+
+def machine_power_series(store: Any, run_id: int, points: int = 400) -> tuple[list[int], list[float | None], bool]:
+    """The machine's power over time (W): IPMI or the estimate where present, else the sum of the measured
+    components (RAPL package + DRAM, GPU) on the first component's time grid. Empty without any."""
+    import numpy as np
+
+    from wattwise.web.series import chart_series, describe_metric, run_metrics, run_version
+
+    run = store.get_run(run_id)
+    version = run_version(run)
+    power = [
+        (m, describe_metric(m.name, m.detail, m.unit, m.kind)) for m in run_metrics(store, run_id)
+    ]
+    power = [(m, d) for m, d in power if d["group"] == "power"]
+    machine = [m for m, d in power if not d["stack"]]
+    chosen = machine[:1] or [m for m, _ in power]
+    if not chosen:
+        return [], [], False
+    series = [chart_series(store, m, version, points=points) for m in chosen]
+    t = np.asarray(series[0]["t_us"], dtype=float)
+    total = np.zeros(len(t))
+    for s in series:
+        values = np.asarray([np.nan if v is None else v for v in s["mean"]], dtype=float)
+        if len(s["t_us"]) and len(t):
+            total += np.interp(t, np.asarray(s["t_us"], dtype=float), np.nan_to_num(values))
+    estimated = any(s["estimated"] for s in series)
+    return [int(x) for x in t], [float(v) for v in total], estimated
+
+
+def power_overlay(
+    store: Any, a: list[dict[str, Any]], b: list[dict[str, Any]] | None
+) -> dict[str, Any]:
+    """Each run's machine power per phase, in seconds since the phase's start, for one overlay chart."""
+    phases: list[str] = []
+    traces: list[dict[str, Any]] = []
+    estimated = False
+    for group, summaries in (("A", a), ("B", b or [])):
+        for summary in summaries:
+            t_us, power_w, approx = machine_power_series(store, summary["run_id"])
+            estimated = estimated or approx
+            for p in summary["phases"]:
+                if p.get("hidden"):
+                    continue
+                if p["name"] not in phases:
+                    phases.append(p["name"])
+                inside = [(t, v) for t, v in zip(t_us, power_w, strict=True) if p["start_us"] <= t <= p["end_us"]]
+                traces.append(
+                    {
+                        "phase": p["name"],
+                        "group": group,
+                        "name": f"run {summary['run_id']} ({group})",
+                        "t_s": [(t - p["start_us"]) / 1e6 for t, _ in inside],
+                        "power_w": [v for _, v in inside],
+                    }
+                )
+    return {"phases": phases, "traces": traces, "estimated": estimated}
 
 
 def _per_run(a: list[dict[str, Any]], b: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
