@@ -94,13 +94,23 @@ def provider_table() -> list[ProviderInfo]:
             ProviderInfo(
                 name,
                 cls.description,
-                str(cls.scope),
+                _scope_text(cls),
                 cls.default_interval_s,
                 dict(cls.metric_units),
                 availability,
             )
         )
     return rows
+
+
+def _scope_text(cls: type[Provider]) -> str:
+    """The class's scope; a scope that is a property depends on how the provider is opened (the machine, or
+    a unit's process), so the table says both instead of printing the property object."""
+    import inspect
+
+    if isinstance(inspect.getattr_static(cls, "scope", None), property):
+        return f"{Scope.MACHINE} or {Scope.UNIT}"
+    return str(cls.scope)
 
 
 def default_machine_providers(names: list[str] | None = None) -> tuple[list[Provider], list[str]]:
