@@ -56,9 +56,14 @@ def country_factor(code: str) -> GridFactor:
     for row in _rows():
         if wanted in (row.iso2.lower(), row.iso3.lower(), row.country.lower()):
             return GridFactor(row.intensity_g_per_kwh, f"{row.country} {row.year} average (Ember/OWID)")
+    import difflib
+
+    names = [n for row in _rows() for n in (row.iso2, row.iso3, row.country)]
+    close = difflib.get_close_matches(code.strip(), names, n=3, cutoff=0.6)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
     raise ConfigError(
-        f"no grid intensity for country {code!r}: use an ISO code like DE or DEU "
-        "(`wattwise grid` lists them) or give --intensity in g/kWh"
+        f"no grid intensity for country {code!r}{hint}: use an ISO code like DE or DEU or a country name "
+        "(all are listed in src/wattwise/data/grid_intensity_by_country.csv) or give --intensity in g/kWh"
     )
 
 
