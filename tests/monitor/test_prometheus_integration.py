@@ -69,6 +69,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     base = tmp_path_factory.mktemp("stack")
     root = base / "tree"
     shutil.copytree(FIXTURES / "slurm-v2" / "before", root)
+    # one GPU, used by job 77's task (pid 7001), read through a stand-in nvidia-smi printing the tool's CSV
+    (root / "proc" / "7001" / "cgroup").write_text("0::/system.slice/slurmstepd.scope/job_77/step_0/user/task_0\n")
+    nvidia_smi = base / "nvidia-smi"
+    nvidia_smi.write_text(
+        "#!/bin/sh\ncase \"$1\" in\n"
+        "  --query-gpu=*) printf 'index, uuid, power.draw [W]\\n0, GPU-5f7c2e3a-91d4-4c1b-8a9e-0123456789ab, 61.5 W\\n';;\n"
+        "  --query-compute-apps=*) printf 'pid, gpu_uuid\\n7001, GPU-5f7c2e3a-91d4-4c1b-8a9e-0123456789ab\\n';;\n"
+        "  *) exit 2;;\nesac\n")
+    nvidia_smi.chmod(0o755)
     exporter_port, prometheus_port = free_port(), free_port()
     exe = Path(sys.executable).parent / "wattwise"
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "wattwise"]
@@ -77,7 +86,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
          "--cgroup-root", str(root / "cgroup"), "--proc-root", str(root / "proc"), "--powercap-root",
          str(root / "powercap"), "--hostname", "node01", "--passwd", str(root / "passwd"), "--projects",
          str(root / "projects.yml"), "--ipmi", f"cat {IPMI_FIXTURE}", "--grid", "static:FR", "--pue", "1.2",
-         "--no-gpu"],
+         "--gpu-source", f"nvidia-smi:{nvidia_smi}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "200"})
     config = base / "prometheus.yml"
     config.write_text(
@@ -219,3 +228,57 @@ def _check_guard(guard: TestClient, stack: Stack) -> None:
     assert guard.get("/api/v1/targets", headers={"X-Grafana-User": "ops"}).status_code == 200
     bad = query('wattwise_unit_power_watts{user="dave"', dave)
     assert bad.status_code == 400 and bad.json()["errorType"] == "bad_data"
+
+
+GRAFANA_VARIABLES = {"${__user.login}": "dave", "$__range": "1m", "$__rate_interval": "1m", "$__interval": "1s"}
+
+
+def _panel_queries(name: str) -> list[tuple[str, str]]:
+    import json
+
+    dashboard = json.loads((ASSETS / name).read_text())
+    queries = []
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            for variable, value in GRAFANA_VARIABLES.items():
+                expr = expr.replace(variable, value)
+            assert "$" not in expr, f"{name} panel {panel['title']!r}: unknown variable in {expr!r}"
+            queries.append((panel["title"], expr))
+    return queries
+
+
+def test_every_dashboard_panel_has_data(stack: Stack, sqlite_url: str) -> None:
+    """Each panel's PromQL, with Grafana's variables filled in, returns series from the real Prometheus: the
+    user dashboard through the guard as the logged-in user (so it also passes the guard), the operator one
+    as an admin."""
+    store = Store(sqlite_url)
+    Aggregator(store, PromClient(stack.prometheus_url), step_s=1.0, lookback_s=300.0).run_once()
+    user_panels, operator_panels = _panel_queries("dashboard-user.json"), _panel_queries("dashboard-operator.json")
+    assert len(user_panels) >= 10 and len(operator_panels) >= 14
+    with TestClient(create_proxy(stack.prometheus_url, AccessConfig.from_dict(ACCESS), store)) as guard:
+        for panels, user in ((user_panels, "dave"), (operator_panels, "ops")):
+            for title, expr in panels:
+                response = guard.get("/api/v1/query", params={"query": expr}, headers={"X-Grafana-User": user})
+                assert response.status_code == 200, (title, expr, response.text)
+                result = response.json()["data"]["result"]
+                assert result, f"panel {title!r} has no data: {expr}"
+    store.close()
+
+
+def test_gpu_power_reaches_prometheus(stack: Stack) -> None:
+    result = httpx.get(f"{stack.prometheus_url}/api/v1/query", params={
+        "query": "wattwise_unit_gpu_power_watts"}).json()["data"]["result"]
+    assert [(r["metric"]["unit"], r["metric"]["gpu"], r["metric"]["split"], r["metric"]["user"]) for r in result] == [
+        ("77", "gpu0:5f7c2e3a", "exclusive", "dave")]
+    assert float(result[0]["value"][1]) == pytest.approx(1.2 * 61.5)  # PUE 1.2
+
+
+def test_recording_rules_pass_promtool_unit_tests() -> None:
+    tool = shutil.which("promtool")
+    if tool is None:
+        pytest.skip("promtool (Debian package prometheus) is not installed")
+    tests = ASSETS.parents[3] / "tests" / "fixtures" / "monitor" / "rules"
+    for name in sorted(p.name for p in tests.glob("*_test.yml")):
+        done = subprocess.run([tool, "test", "rules", name], cwd=tests, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"promtool test rules {name}:\n{done.stdout}\n{done.stderr}"
