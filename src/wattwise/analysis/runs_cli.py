@@ -87,7 +87,14 @@ def show(
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
-    """Show a run's phases with energy, power, resource use and carbon, its notes and warnings."""
+    """Show a run's phases with energy, power, resource use and carbon, its notes and warnings.
+
+    Examples:
+
+      wattwise runs show 3
+
+      wattwise runs show 3 --json --intensity 350
+    """
     from wattwise.analysis import summarize_run
 
     store = open_store(db)
@@ -159,7 +166,14 @@ def delete(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     db: DbOption = None,
 ) -> None:
-    """Delete runs and everything stored with them."""
+    """Delete runs and everything stored with them.
+
+    Examples:
+
+      wattwise runs delete 7
+
+      wattwise runs delete 7 8 9 --yes
+    """
     store = open_store(db)
     for run_id in run_ids:
         store.get_run(run_id)  # fail before asking when an id does not exist

@@ -91,7 +91,14 @@ def exporter(
         "--once", help="Print one scrape to stdout (taken --interval after a first reading) and exit.")] = False,
     interval: Annotated[float, typer.Option(help="With --once: seconds between the two readings.")] = 1.0,
 ) -> None:
-    """Serve per-unit (Slurm job, container, service) and node energy metrics to Prometheus."""
+    """Serve per-unit (Slurm job, container, service) and node energy metrics to Prometheus.
+
+    Examples:
+
+      wattwise exporter --listen :9010 --grid static:DE --pue 1.3
+
+      wattwise exporter --once --interval 2          # print one scrape and exit
+    """
     import time
 
     from wattwise.carbon.static import resolve_pue

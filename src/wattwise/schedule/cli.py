@@ -62,6 +62,13 @@ def simulate_command(
 
     Writes DIR/jobs.csv (one row per job), DIR/summary.json (totals, savings against agnostic) and plots:
     DIR/schedule.png (the schedule over the carbon curve) and DIR/savings_by_length.png.
+
+    Examples:
+
+      wattwise simulate --jobs data/jobs/alibaba-pai-1k.csv --carbon data/carbon/DE-2024-hourly-electricitymaps.csv
+      --policy suspend-resume --wait-hours 24 --out out/pai
+
+      wattwise simulate --jobs jobs.csv --carbon trace.csv --policy agnostic --out out/baseline
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
