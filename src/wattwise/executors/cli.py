@@ -50,7 +50,7 @@ def submit_command(
     """Submit a batch job to start when the grid is cleanest within the waiting time.
 
     wattwise finds the start with the least carbon for the job's power profile (a constant --length job or a
-    --model with startup and work phases) in [now, now + wait] on the forecast, then runs
+    --model with startup and work phases) in \\[now, now + wait] on the forecast, then runs
     `sbatch --begin=<start> ARGS`. Slurm holds the job until then.
 
     Examples:\n

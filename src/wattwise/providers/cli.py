@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from wattwise.clitools import JsonOption, console
@@ -48,5 +49,5 @@ def providers(as_json: JsonOption = False) -> None:
     for r in rows:
         metrics = ", ".join(f"{m} ({u})" for m, u in r.metrics.items())
         mark = "[green]yes[/]" if r.availability.available else "[red]no[/]"
-        table.add_row(r.name, r.scope, metrics, mark, r.availability.reason)
+        table.add_row(escape(r.name), escape(r.scope), escape(metrics), mark, escape(r.availability.reason))
     console.print(table)
