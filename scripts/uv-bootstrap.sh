@@ -16,4 +16,4 @@ if [[ "$("$UV" --version 2>/dev/null)" != "uv $UV_VERSION"* ]]; then
     .uv/bin/python -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
 fi
 export UV_PYTHON="$PYTHON" UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT="${UV_PROJECT_ENVIRONMENT:-.venv}"
-export UV_NO_PROGRESS=1
+export UV_NO_PROGRESS=1 UV_COMPILE_BYTECODE=1
