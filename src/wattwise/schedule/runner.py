@@ -29,7 +29,7 @@ from wattwise.errors import ConfigError, WattwiseError
 from wattwise.schedule.sweep import Grid, SweepContext, run_cell
 
 Progress = Callable[[int, int], None]
-#: seconds between two flushes of finished cells to disk
+#: seconds between two flushes of finished cells to disk (environment: WATTWISE_SWEEP_FLUSH_S)
 FLUSH_S = 2.0
 
 
@@ -75,7 +75,7 @@ class CellStore:
         row = {"cell": cell, **figures, "run_id": self.run_id}
         self.rows[cell] = row
         self.pending.append(row)
-        if time.monotonic() - self._flushed_at >= FLUSH_S:
+        if time.monotonic() - self._flushed_at >= float(os.environ.get("WATTWISE_SWEEP_FLUSH_S", FLUSH_S)):
             self.flush()
         return True
 
