@@ -82,7 +82,14 @@ def exporter(
     cpu_fraction: Annotated[float, typer.Option(help="Share of a whole-node reading attributed by CPU.")] = 0.7,
     memory_fraction: Annotated[float, typer.Option(help="Share attributed by memory.")] = 0.1,
     managers: Annotated[str, typer.Option(help="Unit managers to export, comma-separated.")] = (
-        "slurm,docker,podman,systemd"),
+        "slurm,docker,podman,systemd,libvirt,k8s"),
+    libvirt_xml: Annotated[str, typer.Option(
+        help="Directories of libvirt domain XML (owner from Nova or wattwise metadata), comma-separated.")] = (
+        "/run/libvirt/qemu,/etc/libvirt/qemu"),
+    k8s_pods: Annotated[Path | None, typer.Option(
+        help="Pod list as printed by 'kubectl get pods -A -o json' (namespace becomes the project), re-read "
+             "when it changes.")] = None,
+    k8s_user_label: Annotated[str, typer.Option(help="Pod label naming the pod's user.")] = "wattwise.dev/user",
     projects: Annotated[Path | None, typer.Option(help="Project mapping file (YAML: users:, units:).")] = None,
     passwd: Annotated[Path | None, typer.Option(help="passwd-format file for uid → user names.")] = None,
     scontrol: Annotated[str | None, typer.Option(
@@ -104,6 +111,7 @@ def exporter(
     from wattwise.carbon.static import resolve_pue
     from wattwise.errors import ConfigError
     from wattwise.monitor.exporter import ExporterConfig, MonitorExporter, make_server, parse_listen
+    from wattwise.monitor.managers import KubernetesPods, LibvirtDomains
     from wattwise.monitor.metadata import OwnerResolver, ProjectMap, UserNames
     from wattwise.monitor.node import IpmiPoller, NodeReader
     from wattwise.providers.estimate import default_power_curve
@@ -132,7 +140,9 @@ def exporter(
     if gpu:
         node.gpu = _open_gpu(gpu_source)
     owners = OwnerResolver(proc_root, ProjectMap.load(projects) if projects else None,
-                           UserNames(passwd), shlex.split(scontrol) if scontrol else None)
+                           UserNames(passwd), shlex.split(scontrol) if scontrol else None,
+                           LibvirtDomains(tuple(d.strip() for d in libvirt_xml.split(",") if d.strip())),
+                           KubernetesPods(k8s_pods, k8s_user_label) if k8s_pods else None)
     curve = default_power_curve(tdp, power_curve)
     exp = MonitorExporter(config, _intensity(grid, grid_fallback, grid_url, grid_ttl), node=node,
                           owners=owners, power_curve=curve)

@@ -11,6 +11,10 @@ slurm      ``slurm[_<node>]/uid_<U>/job_<N>`` (v1; the uid comes from the path) 
 docker     ``…/docker-<64 hex>.scope`` (systemd driver), ``docker/<64 hex>``      first 12 hex digits
 podman     ``…/libpod-<64 hex>.scope``, ``libpod_parent/libpod-<64 hex>``         first 12 hex digits
 systemd    ``system.slice/<name>.service``                                        ``<name>.service``
+libvirt    ``machine.slice/machine-qemu\\x2d<N>\\x2d<name>.scope``,                 domain name
+           ``machine/qemu-<N>-<name>.libvirt-qemu``
+k8s        ``kubepods.slice/[kubepods-<qos>.slice/]kubepods-[<qos>-]pod<uid>.slice``,  pod uid
+           ``kubepods/[<qos>/]pod<uid>`` (no QoS level: Guaranteed)
 =========  =====================================================================  ==================
 
 A matching directory is the unit and its subtree (Slurm steps ``step_*``, podman's ``container``
@@ -34,7 +38,7 @@ from pathlib import Path
 from wattwise.providers.cgroup import CgroupMount, CgroupMounts, CgroupUsage, parse_cpuset
 from wattwise.providers.procstat import USER_HZ
 
-MANAGERS = ("slurm", "docker", "podman", "systemd")
+MANAGERS = ("slurm", "docker", "podman", "systemd", "libvirt", "k8s")
 DEFAULT_CGROUP_MOUNT_BASE = "/sys/fs/cgroup"
 #: v1 controllers whose directories a unit reading uses
 READ_CONTROLLERS = ("cpuacct", "memory", "cpuset")
@@ -51,6 +55,15 @@ _SLURM_V1 = re.compile(r"^slurm[^/]*/uid_(\d+)/job_(\d+)$")
 _DOCKER = re.compile(r"(?:^|/)(?:docker-([0-9a-f]{64})\.scope|docker/([0-9a-f]{64}))$")
 _PODMAN = re.compile(r"(?:^|/)libpod-([0-9a-f]{64})(?:\.scope)?$")
 _SERVICE = re.compile(r"^system\.slice/([^/]+\.service)$")
+# libvirt/QEMU: systemd driver machine.slice/machine-qemu\x2d<N>\x2d<name>.scope (systemd escapes '-' as \x2d);
+# cgroupfs driver machine/qemu-<N>-<name>.libvirt-qemu (older: machine/<name>.libvirt-qemu)
+_QEMU_SYSTEMD = re.compile(r"^machine\.slice/machine-qemu\\x2d\d+\\x2d(.+)\.scope$")
+_QEMU_CGROUPFS = re.compile(r"^machine/(?:qemu-\d+-)?(.+)\.libvirt-qemu$")
+# Kubernetes pods: systemd driver kubepods.slice/[kubepods-<qos>.slice/]kubepods-[<qos>-]pod<uid with _>.slice;
+# cgroupfs driver kubepods/[<qos>/]pod<uid>; no QoS level = Guaranteed
+_K8S_SYSTEMD = re.compile(r"^kubepods\.slice/(?:kubepods-(burstable|besteffort)\.slice/)?"
+                          r"kubepods-(?:(?:burstable|besteffort)-)?pod([0-9a-f_]{36})\.slice$")
+_K8S_CGROUPFS = re.compile(r"^kubepods/(?:(burstable|besteffort)/)?pod([0-9a-f-]{36})$")
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,7 @@ class UnitMatch:
     manager: str
     unit_id: str
     path_uid: int | None = None
+    detail: str = ""  # k8s: the pod's QoS class (guaranteed, burstable, besteffort)
 
 
 def classify(relative_path: str) -> UnitMatch | None:
@@ -83,6 +97,20 @@ def classify(relative_path: str) -> UnitMatch | None:
         match = _SERVICE.match(relative_path)
         if match:
             return UnitMatch("systemd", match.group(1))
+        return None
+    return _classify_vm_or_pod(relative_path, last)
+
+
+def _classify_vm_or_pod(relative_path: str, last: str) -> UnitMatch | None:
+    if last.startswith("machine-qemu") or last.endswith(".libvirt-qemu"):
+        match = _QEMU_SYSTEMD.match(relative_path) or _QEMU_CGROUPFS.match(relative_path)
+        if match:
+            return UnitMatch("libvirt", match.group(1).replace("\\x2d", "-"))
+        return None
+    if "pod" in last and relative_path.startswith("kubepods"):
+        match = _K8S_SYSTEMD.match(relative_path) or _K8S_CGROUPFS.match(relative_path)
+        if match:
+            return UnitMatch("k8s", match.group(2).replace("_", "-"), detail=match.group(1) or "guaranteed")
     return None
 
 
@@ -118,6 +146,7 @@ class Unit:
     v1: dict[str, str] = field(default_factory=dict)  # controller → directory
     v2: str | None = None
     path_uid: int | None = None
+    detail: str = ""  # k8s: QoS class
 
     @property
     def key(self) -> tuple[str, str]:
@@ -174,7 +203,7 @@ def discover_units(mounts: CgroupMounts, managers: frozenset[str] | None = None)
                 log.warning("cgroup %s claims %s %s again; ignored", relative, *key)
                 continue
             seen_v1.add(key)
-            unit = units.setdefault(key, Unit(match.manager, match.unit_id))
+            unit = units.setdefault(key, Unit(match.manager, match.unit_id, detail=match.detail))
             unit.path_uid = match.path_uid if match.path_uid is not None else unit.path_uid
             # not checked with a stat per controller (that is 3,000 system calls for 1,000 units): a
             # controller without this directory just gives no values when its files are read
@@ -189,7 +218,7 @@ def discover_units(mounts: CgroupMounts, managers: frozenset[str] | None = None)
                 log.warning("cgroup %s claims %s %s again; ignored", relative, *key)
                 continue
             seen_v2.add(key)
-            unit = units.setdefault(key, Unit(match.manager, match.unit_id))
+            unit = units.setdefault(key, Unit(match.manager, match.unit_id, detail=match.detail))
             unit.v2 = f"{v2_root}/{relative}"
     return list(units.values())
 

@@ -372,6 +372,12 @@ class MonitorExporter:
                     append(name + labels + fmt(value))
             for append, name, attribute in per_state:
                 append(name + labels + fmt(getattr(state, attribute)))
+        f_info = Family(p + "unit_info", "gauge",
+                        "1 for each unit with metadata from its manager: libvirt (vm_uuid, vm_name), Kubernetes "
+                        "(namespace, pod, qos_class).")
+        for _, state in exported:
+            if state.owner is not None and state.owner.info:
+                f_info.add(state.labels + "," + label_text(state.owner.info), 1)
         f_gpu_power = Family(p + "unit_gpu_power_watts", "gauge",
                              "GPU power attributed to the unit in the last interval, PUE included (split: exclusive, "
                              "utilization or even); part of wattwise_unit_power_watts.")
@@ -388,7 +394,7 @@ class MonitorExporter:
                         watts, how = state.gpu_power[gpu]
                         f_gpu_power.add(gpu_labels + "," + label_text([("split", how)]), watts)
         units = [f_cpu, f_user, f_sys, f_cpus, f_mem, f_limit, f_rss, f_cache, f_fail, f_oom,
-                 f_cshare, f_mshare, f_power, f_energy, f_co2, f_start, f_gpu_power, f_gpu_energy]
+                 f_cshare, f_mshare, f_power, f_energy, f_co2, f_start, f_info, f_gpu_power, f_gpu_energy]
         return [*units, *self._node_families(node, counts)]
 
     def _node_families(self, node: NodeSample, counts: dict[str, int]) -> list[Family]:

@@ -4,12 +4,16 @@ User, first that gives an answer:
 
 1. the uid in a Slurm v1 path (``slurm/uid_<U>/job_<N>``);
 2. the real uid of a process of the unit (``/proc/<pid>/status``, ``Uid:`` line);
-3. ``UserId=name(uid)`` from ``scontrol show job -o <N>`` (Slurm jobs, when enabled).
+3. ``UserId=name(uid)`` from ``scontrol show job -o <N>`` (Slurm jobs, when enabled);
+
+for a libvirt VM or a Kubernetes pod, the owner its metadata names comes first
+(:mod:`wattwise.monitor.managers`: Nova or wattwise domain XML metadata, the pod's user label).
 
 The uid becomes a name through a passwd file (default: the system's user database), else it stays
 the number. Project, first that gives an answer:
 
 1. the mapping file's ``units:`` entry for ``<manager>/<unit id>``;
+   then, for a VM or a pod, its metadata's project (Nova project, the pod's namespace);
 2. ``Account=`` from ``scontrol show job -o <N>`` (Slurm jobs, when enabled);
 3. ``SLURM_JOB_ACCOUNT`` in the environment of a process of the job (``/proc/<pid>/environ``,
    readable by root) — a job's processes can change their own environment, so prefer 1 or 2 where
@@ -39,6 +43,7 @@ import yaml
 
 from wattwise.errors import ConfigError
 from wattwise.monitor.discovery import Unit, read_bytes
+from wattwise.monitor.managers import KubernetesPods, LibvirtDomains, ManagedOwner
 
 SCONTROL_TIMEOUT_S = 5.0
 
@@ -48,6 +53,7 @@ class UnitOwner:
     user: str = ""
     project: str = ""
     uid: int | None = None
+    info: tuple[tuple[str, str], ...] = ()  # extra labels of wattwise_unit_info (VM and pod metadata)
 
 
 @dataclass(frozen=True)
@@ -156,11 +162,24 @@ class OwnerResolver:
         mapping: ProjectMap | None = None,
         names: UserNames | None = None,
         scontrol: Sequence[str] | None = None,
+        libvirt: LibvirtDomains | None = None,
+        pods: KubernetesPods | None = None,
     ) -> None:
         self.proc_root = str(proc_root)
         self.mapping = mapping or ProjectMap()
         self.names = names or UserNames()
         self.scontrol = list(scontrol) if scontrol else None
+        self.libvirt = libvirt
+        self.pods = pods
+
+    def _managed(self, unit: Unit) -> ManagedOwner:
+        if unit.manager == "libvirt" and self.libvirt is not None:
+            return self.libvirt.owner(unit.unit_id)
+        if unit.manager == "k8s":
+            if self.pods is not None:
+                return self.pods.owner(unit.unit_id, unit.detail)
+            return ManagedOwner(info=(("qos_class", unit.detail),) if unit.detail else ())
+        return ManagedOwner()
 
     def _scontrol(self, job_id: str) -> ScontrolJob:
         if not self.scontrol:
@@ -178,14 +197,18 @@ class OwnerResolver:
         if uid is None and pid is not None:
             uid = process_uid(self.proc_root, pid)
         job = self._scontrol(unit.unit_id) if unit.manager == "slurm" else ScontrolJob()
+        managed = self._managed(unit)
         user = self.names.name(uid) if uid is not None else (job.user or "")
+        user = managed.user or user
         if uid is None:
             uid = job.uid
         project = self.mapping.units.get(f"{unit.manager}/{unit.unit_id}")
+        if project is None and managed.project:
+            project = managed.project
         if project is None and job.account:
             project = job.account
         if project is None and unit.manager == "slurm" and pid is not None:
             project = process_environ(self.proc_root, pid).get("SLURM_JOB_ACCOUNT") or None
         if project is None and user:
             project = self.mapping.users.get(user)
-        return UnitOwner(user, project or "", uid)
+        return UnitOwner(user, project or "", uid, managed.info)
