@@ -68,17 +68,13 @@ def agent_main(options: AgentOptions) -> int:
     """Measure until `end` (or SIGTERM, or max_duration_s); serve marks on the socket. Returns an exit code."""
     from wattwise.analysis.document import run_document
     from wattwise.config import resolve_database_url
-    from wattwise.measure.gitinfo import git_info
     from wattwise.measure.session import MeasurementSession, SessionOptions
     from wattwise.store import Store
 
     folder = options.folder
     db = options.db or f"sqlite:///{(folder / 'ci.db').resolve()}"
     store = Store(resolve_database_url(db))
-    settings: dict[str, Any] = {"ci": ci_environment()}
-    info = git_info(Path.cwd())
-    if info is not None:
-        settings["git"] = info
+    settings: dict[str, Any] = {"ci": ci_environment()}  # the session adds the git checkout of the cwd
     session = MeasurementSession(store, SessionOptions(
         name=options.name, kind="ci", interval_s=options.interval_s, country=options.country,
         intensity_g_per_kwh=options.intensity_g_per_kwh, pue=options.pue, settings=settings,

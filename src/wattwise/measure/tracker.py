@@ -211,7 +211,6 @@ class Tracker:
     def start(self) -> Tracker:
         global _active
         from wattwise.config import resolve_database_url
-        from wattwise.measure.gitinfo import git_info
         from wattwise.measure.session import MeasurementSession, SessionOptions
         from wattwise.providers.process import ProcessProvider
         from wattwise.store import Store
@@ -225,10 +224,8 @@ class Tracker:
             _active = self
         try:
             settings: dict[str, Any] = {"unit_label": UNIT_LABEL, "python": sys.version.split()[0]}
-            if self.git:
-                info = git_info(Path.cwd())
-                if info is not None:
-                    settings["git"] = info
+            if not self.git:
+                settings["git"] = None  # else the session records the checkout of the working directory
             store = Store(resolve_database_url(self.db))
             session = MeasurementSession(store, SessionOptions(
                 name=self.name or "python", kind="python", interval_s=self.interval_s, providers=self.providers,
