@@ -19,7 +19,7 @@ COMMAND_MODULES = [
     "wattwise.measure.recover_cli",  # `runs recover`
     "wattwise.report.cli",
     "wattwise.analysis.cli",
-    "wattwise.analysis.timeline_cli",
+    "wattwise.integrations.timeline_cli",
     "wattwise.providers.cli",
     "wattwise.jobmodel.cli",
     "wattwise.schedule.cli",

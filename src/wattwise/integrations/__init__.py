@@ -1,4 +1,5 @@
-"""Measuring inside other tools: the pytest plugin (`pytest --wattwise`) and CI pipelines (`wattwise ci`).
+"""Measuring inside developers' tools: the pytest plugin (`pytest --wattwise`), CI pipelines (`wattwise ci`) and
+the energy timeline over commits (`wattwise timeline`).
 
 These sit on the Python tracker (`wattwise.measure.tracker`) and the analysis; nothing below imports them.
 """

@@ -21,8 +21,8 @@ def register(app: typer.Typer) -> None:
 
 
 def timeline(
-    repo: Annotated[str, typer.Option("--repo", help="The repository: its origin URL or checkout folder, as runs "
-                                      "recorded it (settings.git.repo / root).")],
+    repo: Annotated[str, typer.Option("--repo", help="The repository: a checkout folder here (e.g. .), or its origin "
+                                      "URL or checkout root as runs recorded it (settings.git).")],
     branch: Annotated[str | None, typer.Option("--branch", help="Only runs of this branch.")] = None,
     phase: Annotated[str, typer.Option("--phase", help="Which phase.")] = "[RUNTIME]",
     metric: Annotated[
@@ -50,6 +50,12 @@ def timeline(
     from wattwise.store import open_store
     from wattwise.units import format_si
 
+    if Path(repo).is_dir():  # a checkout on this machine: the name its runs recorded (origin URL, else the root)
+        from wattwise.measure.gitinfo import git_info
+
+        info = git_info(repo)
+        if info is not None:
+            repo = str(info["repo"])
     result = build_timeline(open_store(db), repo, branch=branch, phase=phase, metric=metric, window=window,
                             alpha=alpha)
     if plot is not None:
