@@ -293,8 +293,10 @@ def monitor_api(
 def monitor_proxy(
     listen: Annotated[str, typer.Option(
         help="Address of the guarded Prometheus API: [HOST]:PORT (loopback by default).")] = "127.0.0.1:9012",
-    prometheus: Annotated[str, typer.Option(help="Prometheus base URL behind the guard.")] = (
-        "http://127.0.0.1:9090"),
+    prometheus: Annotated[list[str] | None, typer.Option(
+        help="Prometheus base URL behind the guard; repeat for several servers, each with its retention "
+             "(http://prom-short:9090#retention=15d): a query goes to the one holding its time range, "
+             "replicas with the same retention in turn. Default http://127.0.0.1:9090.")] = None,
     access: Annotated[Path | None, typer.Option(help="Access file (YAML): admins, tokens, projects, header.")] = None,
     db: DbOption = None,
     insecure_trust_header: Annotated[bool, typer.Option(
@@ -306,7 +308,9 @@ def monitor_proxy(
     Client addresses come from the socket only (X-Forwarded-For and the like are ignored); the access file's
     trusted_header is believed only from its trusted_proxies.
 
-    Example: wattwise monitor-proxy --prometheus http://127.0.0.1:9090 --db monitor.db --access access.yml"""
+    Example: wattwise monitor-proxy --prometheus http://127.0.0.1:9090 --db monitor.db --access access.yml
+
+    Two servers: --prometheus 'http://127.0.0.1:9090#retention=2d' --prometheus http://127.0.0.1:9091"""
     import uvicorn
 
     from wattwise.monitor.access import UVICORN_OPTIONS, AccessConfig, check_header_trust, default_access
@@ -317,5 +321,5 @@ def monitor_proxy(
     config = AccessConfig.load(access) if access else default_access()
     check_header_trust(config, insecure_trust_header, str(access))
     host, port = parse_listen(listen)
-    app = create_proxy(prometheus, config, open_store(db))
+    app = create_proxy(prometheus or ["http://127.0.0.1:9090"], config, open_store(db))
     uvicorn.run(app, host=host, port=port, log_level="warning", **UVICORN_OPTIONS)  # type: ignore[arg-type]

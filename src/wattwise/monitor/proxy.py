@@ -11,14 +11,19 @@ section) or any client at the guard instead of Prometheus. For each request it i
 * ``/api/v1/status/buildinfo`` and ``/api/v1/metadata`` (metric names and help, no series data): pass;
 * anything else: admins only.
 
+With several Prometheus servers (``--prometheus`` repeated, ``URL#retention=15d``), each request the guard
+lets through goes to one that holds its time range, replicas in turn (:mod:`wattwise.monitor.routing`).
+
 Refusals answer like Prometheus does (``{"status": "error", "errorType": ..., "error": ...}``): 401
 without a user, 403 for a selector the user may not read, 400 for a query the guard cannot read.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -27,8 +32,10 @@ from sqlalchemy import select
 from wattwise.monitor.access import AccessConfig, Identity
 from wattwise.monitor.models import MonitorUnit
 from wattwise.monitor.promql import AccessDenied, PromQLError, check_access
+from wattwise.monitor.routing import Backend, Router
 from wattwise.store import Store
 
+FORM = "application/x-www-form-urlencoded"
 QUERY_PATHS = ("/api/v1/query", "/api/v1/query_range")
 MATCH_PATHS = ("/api/v1/series", "/api/v1/labels")
 OPEN_PATHS = ("/api/v1/status/buildinfo", "/api/v1/metadata")
@@ -40,20 +47,24 @@ def _error(status: int, kind: str, message: str) -> JSONResponse:
     return JSONResponse({"status": "error", "errorType": kind, "error": message}, status_code=status)
 
 
-def create_proxy(prometheus_url: str, access: AccessConfig, store: Store | None = None,
+def create_proxy(prometheus_url: str | Sequence[str], access: AccessConfig, store: Store | None = None,
                  transport: Any = None) -> FastAPI:
+    """`prometheus_url`: one URL, or several (``URL#retention=15d``) routed by :mod:`wattwise.monitor.routing`."""
     import httpx
 
     from wattwise.monitor import models  # noqa: F401 - register the tables
 
-    base = prometheus_url.rstrip("/")
+    specs = [prometheus_url] if isinstance(prometheus_url, str) else list(prometheus_url)
+    router = Router([Backend.parse(spec) for spec in specs])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
-        # one client per event loop: made when the server starts, closed when it stops
-        app.state.client = httpx.AsyncClient(base_url=base, timeout=120.0, transport=transport)
+        # one client per backend and event loop: made when the server starts, closed when it stops
+        app.state.clients = {b.url: httpx.AsyncClient(base_url=b.url, timeout=120.0, transport=transport)
+                             for b in router.backends}
         yield
-        await app.state.client.aclose()
+        for client in app.state.clients.values():
+            await client.aclose()
 
     app = FastAPI(title="wattwise PromQL guard", docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=lifespan)
@@ -82,9 +93,19 @@ def create_proxy(prometheus_url: str, access: AccessConfig, store: Store | None 
 
         return visible
 
+    def backend(request: Request, params: list[tuple[str, str]]) -> tuple[str, httpx.AsyncClient]:
+        chosen = router.choose(request.url.path, params)
+        return chosen.url, request.app.state.clients[chosen.url]
+
     async def forward(request: Request, body: bytes) -> Response:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
-        client: httpx.AsyncClient = request.app.state.client
+        params = list(request.query_params.multi_items())
+        if body and request.headers.get("content-type", "").split(";")[0].strip().lower() == FORM:
+            params += parse_qsl(body.decode(errors="replace"), keep_blank_values=True)
+        try:
+            base, client = backend(request, params)
+        except PromQLError as exc:
+            return _error(400, "bad_data", str(exc))
         try:
             upstream = await client.request(request.method, request.url.path, params=request.query_params,
                                             content=body, headers=headers)
@@ -99,7 +120,10 @@ def create_proxy(prometheus_url: str, access: AccessConfig, store: Store | None 
         Content-Type that the guard did not read but Prometheus would)."""
         headers = {k: v for k, v in request.headers.items()
                    if k.lower() not in HOP_HEADERS and k.lower() not in ("content-type", "content-length")}
-        client: httpx.AsyncClient = request.app.state.client
+        try:
+            base, client = backend(request, params)
+        except PromQLError as exc:
+            return _error(400, "bad_data", str(exc))
         try:
             upstream = await client.request("GET", request.url.path, params=params, headers=headers)
         except httpx.HTTPError as exc:
@@ -120,10 +144,8 @@ def create_proxy(prometheus_url: str, access: AccessConfig, store: Store | None 
         params: list[tuple[str, str]] = list(request.query_params.multi_items())
         if request.method == "POST" and body:
             media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if media_type != "application/x-www-form-urlencoded":
+            if media_type != FORM:
                 return _error(400, "bad_data", "POST bodies must be application/x-www-form-urlencoded")
-            from urllib.parse import parse_qsl
-
             params += parse_qsl(body.decode(errors="replace"), keep_blank_values=True)
         visible = units_visible_for(who)
         try:
