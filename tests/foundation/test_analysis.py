@@ -36,10 +36,17 @@ def test_counter_is_interpolated_at_phase_boundaries() -> None:
 
 
 def test_gauge_is_integrated_time_weighted() -> None:
+    # each reading covers the interval since the previous one: (0,1] 100 W, (1,2] 200 W, (2,4] 200 W
     s = series("ipmi_power_w", "W", "gauge", [0, 1, 2, 4], [100, 100, 200, 200])
-    assert s.integral(0, 4e6) == pytest.approx(100 + 150 + 400)
-    assert s.mean(0, 4e6) == pytest.approx(650 / 4)
+    assert s.integral(0, 4e6) == pytest.approx(100 + 200 + 400)
+    assert s.mean(0, 4e6) == pytest.approx(700 / 4)
     assert s.peak(0, 4e6) == pytest.approx(200)
+    # a window inside an interval takes that interval's reading; before the first / after the last: held
+    assert s.integral(1.25e6, 1.75e6) == pytest.approx(100)
+    assert s.integral(-1e6, 0) == pytest.approx(100)
+    assert s.integral(4e6, 6e6) == pytest.approx(400)
+    # adjacent phases split the total exactly
+    assert s.integral(0, 1.5e6) + s.integral(1.5e6, 4e6) == pytest.approx(700)
 
 
 def test_source_precedence_and_no_double_counting() -> None:

@@ -91,6 +91,8 @@ def load_series(store: Store, run_id: int) -> list[Series]:
     out = []
     for metric in store.metrics(run_id):
         t_us, values = read_samples(store, metric.id)
+        if metric.kind == "counter":  # a counter that went down was reset: never a negative amount
+            values = ts.reset_corrected(values)
         out.append(
             Series(
                 metric.id,

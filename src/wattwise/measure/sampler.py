@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from wattwise.measure.clock import Clock
-from wattwise.providers.base import Provider
+from wattwise.providers.base import Kind, Provider
 from wattwise.store import SampleRow, Store
 
 MIN_INTERVAL_S = 0.01
@@ -26,6 +26,8 @@ MAX_CONSECUTIVE_FAILURES = 20
 #: rows kept while writes fail (≈ 100 B each): beyond it the newest rows are counted as lost
 MAX_BUFFER_ROWS = 500_000
 FINAL_WRITE_ATTEMPTS = 3
+#: a boundary within this long after a provider's last reading moves that reading to the boundary (see _restamp)
+MIN_READ_GAP_S = 0.025
 
 
 @dataclass
@@ -34,9 +36,12 @@ class _Attached:
     label: str
     interval_s: float
     metric_ids: list[int]
+    gauges: list[bool]  # per metric: a gauge (its first reading after open covers no interval: not stored)
     active: bool = True
     failures: int = 0
     reads: int = 0
+    last_mono_ns: int = 0  # when it was last read
+    last_t_us: int = 0  # the stamp of its last reading
     lock: threading.Lock = field(default_factory=threading.Lock)  # providers are not thread-safe
 
 
@@ -48,6 +53,7 @@ class _Group:
     members: list[_Attached] = field(default_factory=list)
     thread: threading.Thread | None = None
     stop: threading.Event = field(default_factory=threading.Event)
+    next_at: float = 0.0  # monotonic time of the next tick; a boundary reading pushes it one interval on
 
 
 class Sampler:
@@ -79,7 +85,8 @@ class Sampler:
 
     # --- set-up ---------------------------------------------------------------------------------
     def attach(self, provider: Provider, interval_s: float | None = None, label: str | None = None) -> bool:
-        """Open a provider, register its metrics and (if running) start sampling it. False if it failed."""
+        """Open a provider, register its metrics and (if running) take its first reading and sample it. False
+        if it failed. Before `start()` the first reading is taken by `start()`, with every other provider."""
         label = label or provider.name
         interval_s = max(
             MIN_INTERVAL_S, interval_s if interval_s is not None else provider.default_interval_s
@@ -91,8 +98,9 @@ class Sampler:
             self._warn(f"provider {label}: could not start: {exc}")
             return False
         metric_ids = [self.store.add_metric(self.run_id, spec, provider.name) for spec in specs]
-        attached = _Attached(provider, label, interval_s, metric_ids)
-        self._read_once(attached)  # a sample at attach time anchors counters at 0
+        attached = _Attached(provider, label, interval_s, metric_ids, [spec.kind == Kind.GAUGE for spec in specs])
+        if self._running:
+            self._read([attached], self.clock.now_us())  # anchors counters at 0 now
         with self._lock:
             self._attached.append(attached)
             group = self._groups.setdefault(interval_s, _Group(interval_s))
@@ -107,24 +115,31 @@ class Sampler:
             if attached.provider is provider and attached.active:
                 attached.active = False
                 if attached.failures < MAX_CONSECUTIVE_FAILURES:
-                    self._read_once(attached)
+                    self._read([attached], self.clock.now_us())
 
-    def start(self) -> None:
+    def start(self) -> int:
+        """The first reading of every provider (counters anchored at 0), then sampling. Returns its time."""
+        t_us = self.clock.now_us()
+        self._read([a for a in self._attached if a.active], t_us)
         self._running = True
         for group in list(self._groups.values()):
             self._start_group(group)
         self._flusher = threading.Thread(target=self._flush_loop, name="wattwise-flush", daemon=True)
         self._flusher.start()
+        return t_us
 
     def stop(self) -> list[str]:
-        """Final reading of every provider, flush everything, close providers. Returns the warnings."""
+        """Final reading of every provider (unless one was just taken), flush everything, close providers.
+        Returns the warnings."""
         for group in list(self._groups.values()):
             group.stop.set()
             if group.thread is not None:
                 group.thread.join()
+        now_ns = time.monotonic_ns()
+        last = [a for a in self._attached if a.active and a.failures < MAX_CONSECUTIVE_FAILURES
+                and now_ns - a.last_mono_ns > a.interval_s * 0.5e9]  # a reading 1 ms after the last is noise
+        self._read(last, self.clock.now_us())
         for attached in self._attached:
-            if attached.active and attached.failures < MAX_CONSECUTIVE_FAILURES:
-                self._read_once(attached)  # the last sample closes the last phase
             attached.active = False
         self._running = False
         self._flush_stop.set()
@@ -155,52 +170,90 @@ class Sampler:
     # --- sampling -------------------------------------------------------------------------------
     def _start_group(self, group: _Group) -> None:
         if group.thread is None:
+            group.next_at = time.monotonic() + group.interval_s
             group.thread = threading.Thread(target=self._loop, args=(group,), daemon=True,
                                             name=f"wattwise-sampler-{group.interval_s:g}s")
             group.thread.start()
 
     def _loop(self, group: _Group) -> None:
-        next_at = time.monotonic() + group.interval_s
-        while not group.stop.wait(max(0.0, next_at - time.monotonic())):
-            for attached in group.members:
-                if not attached.active:
-                    continue
-                self._read_once(attached)
+        clock, interval, stop = self.clock, group.interval_s, group.stop
+        while not stop.wait(max(0.0, group.next_at - time.monotonic())):
+            now = time.monotonic()
+            if now < group.next_at:  # a boundary reading moved the tick on while we slept
+                continue
+            members = [a for a in group.members if a.active]
+            self._read(members, clock.now_us())
+            for attached in members:
                 if attached.failures >= MAX_CONSECUTIVE_FAILURES:
                     attached.active = False
-                    failures = attached.failures
-                    self._warn(f"provider {attached.label}: stopped after {failures} failures in a row")
-            next_at += group.interval_s
+                    self._warn(f"provider {attached.label}: stopped after {attached.failures} failures in a row")
+            group.next_at += interval
             now = time.monotonic()
-            if next_at < now:  # fell behind (slow read, suspended machine): skip, do not burst
-                next_at = now + group.interval_s
+            if group.next_at < now:  # fell behind (slow read, suspended machine): skip, do not burst
+                group.next_at = now + interval
 
     def sample_now(self) -> int:
-        """Read every active provider at once (e.g. at a phase boundary, so that counters are split there and
-        not at the next tick). Returns the boundary timestamp to use, taken before the reads."""
+        """A reading of every active provider now, stamped with the returned time: use it as a phase edge, so
+        that counters are split exactly there and gauges have a value there. The next regular tick of each
+        group comes one interval later (no reading a few ms after the edge)."""
         t_us = self.clock.now_us()
-        for attached in list(self._attached):
-            if attached.active:
-                self._read_once(attached)
+        now_ns = time.monotonic_ns()
+        to_read = []
+        for attached in self._attached:
+            if not attached.active:
+                continue
+            recent = now_ns - attached.last_mono_ns < min(MIN_READ_GAP_S, attached.interval_s / 4) * 1e9
+            if not (recent and self._restamp(attached, t_us)):
+                to_read.append(attached)
+        self._read(to_read, t_us)
+        now = time.monotonic()
+        for group in self._groups.values():
+            group.next_at = max(group.next_at, now + group.interval_s)
         return t_us
 
-    def _read_once(self, attached: _Attached) -> None:
+    def _restamp(self, attached: _Attached, t_us: int) -> bool:
+        """Move a provider's reading of a few ms ago to the boundary instead of reading it again: two readings
+        that close give a meaningless rate (a /proc/stat counter moves in 10 ms steps). Exact at a phase edge,
+        where the work changes after the edge. False when that reading is no longer in the buffer."""
         with attached.lock:
-            try:
-                values = attached.provider.read()
-            except Exception as exc:
-                attached.failures += 1
-                if attached.failures == 1:
-                    self._warn(f"provider {attached.label}: read failed: {exc}")
-                return
-            t_us = self.clock.now_us()
-            attached.failures = 0
-        attached.reads += 1
-        rows = [
-            (mid, t_us, float(v))
-            for mid, v in zip(attached.metric_ids, values, strict=False)
-            if v is not None
-        ]
+            old = attached.last_t_us
+            ids = set(attached.metric_ids)
+            with self._lock:
+                changed = False
+                for i in range(len(self._buffer) - 1, max(-1, len(self._buffer) - 4097), -1):
+                    metric_id, stamp, value = self._buffer[i]
+                    if stamp == old and metric_id in ids:
+                        self._buffer[i] = (metric_id, t_us, value)
+                        changed = True
+            if changed:
+                attached.last_t_us = t_us
+            return changed
+
+    def _read(self, members: list[_Attached], t_us: int) -> None:
+        """Read each provider; rows stamped `t_us` (or later, if a concurrent read of the same provider was
+        stamped later: a provider's readings stay in time order)."""
+        rows: list[SampleRow] = []
+        stamp = t_us
+        for attached in members:
+            with attached.lock:
+                try:
+                    values = attached.provider.read()
+                except Exception as exc:
+                    attached.failures += 1
+                    if attached.failures == 1:
+                        self._warn(f"provider {attached.label}: read failed: {exc}")
+                    continue
+                attached.failures = 0
+                first = attached.reads == 0
+                attached.reads += 1
+                attached.last_mono_ns = time.monotonic_ns()
+                stamp = t_us if t_us > attached.last_t_us else attached.last_t_us + 1
+                attached.last_t_us = stamp
+            for metric_id, value, gauge in zip(attached.metric_ids, values, attached.gauges, strict=False):
+                if value is not None and not (first and gauge):
+                    rows.append((metric_id, stamp, float(value)))
+        if not rows:
+            return
         with self._lock:
             room = self.max_buffer_rows - len(self._buffer)
             if room < len(rows):

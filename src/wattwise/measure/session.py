@@ -48,7 +48,7 @@ from wattwise.providers.procstat import CpuTimes, read_cpu_times, utilization_be
 if TYPE_CHECKING:
     from wattwise.store import Store
 
-__all__ = ["BUSY_BASELINE", "MeasurementSession", "SessionEnd", "SessionOptions"]
+__all__ = ["BUSY_BASELINE", "MeasurementSession", "SessionEnd", "SessionOptions", "baseline_busy_share"]
 
 #: a [BASELINE] with the machine's CPUs busier than this (fraction of all CPUs) gets a warning
 BUSY_BASELINE = 0.5
@@ -126,6 +126,10 @@ class MeasurementSession:
             "power_curve": next((p.curve.source for p in providers if isinstance(p, EstimatedPowerProvider)), None),
             **options.settings,
         }
+        if "git" not in self.settings:  # the commit measured, for `wattwise timeline` (a scenario's --uri sets it)
+            from wattwise.measure.gitinfo import git_info
+
+            self.settings["git"] = git_info(os.getcwd())
         estimated = not any(p.name in ("rapl", "ipmi") for p in providers)
         host, pid = socket.gethostname(), os.getpid()
         start_ticks = process_start_ticks(pid)
@@ -151,18 +155,21 @@ class MeasurementSession:
     # --- during the run --------------------------------------------------------------------------
     def start(self) -> int:
         """Start sampling; returns the time of a reading of every provider (the start of the first phase)."""
-        sampler = self._sampler()
-        sampler.start()
-        return self.boundary()
+        t_us = self._sampler().start()
+        self._snapshot_cpu(t_us)
+        return t_us
 
     def boundary(self) -> int:
         """Read every provider now; the returned time is the phase edge to use."""
         t_us = self._sampler().sample_now()
+        self._snapshot_cpu(t_us)
+        return t_us
+
+    def _snapshot_cpu(self, t_us: int) -> None:
         try:
             self._cpu_at[t_us] = read_cpu_times()
         except ProviderError:
             pass
-        return t_us
 
     def begin_phase(self, name: str, start_us: int, *, parent: str | None = None) -> None:
         """Say which phase is open: if the owner is killed, recovery closes it at the last stored sample."""
@@ -180,10 +187,8 @@ class MeasurementSession:
 
     def _check_baseline(self, start_us: int, end_us: int) -> None:
         before, after = self._cpu_at.get(start_us), self._cpu_at.get(end_us)
-        if before is None or after is None or after.total_s <= before.total_s:
-            return
-        busy = utilization_between(before, after)
-        if busy >= BUSY_BASELINE:
+        busy = baseline_busy_share(before, after) if before is not None and after is not None else None
+        if busy is not None and busy >= BUSY_BASELINE:
             self.warn(
                 f"the machine was already busy during [BASELINE] ({busy:.0%} of its CPUs): figures above the "
                 "baseline mean little; measure on a quieter machine or with a longer baseline"
@@ -296,6 +301,13 @@ class MeasurementSession:
         if self.sampler is None:
             raise RuntimeError("MeasurementSession.open() first")
         return self.sampler
+
+
+def baseline_busy_share(before: CpuTimes, after: CpuTimes) -> float | None:
+    """The machine's busy share of all CPUs between two readings (None when no CPU time passed)."""
+    if after.total_s <= before.total_s:
+        return None
+    return utilization_between(before, after)
 
 
 #: bytes kept free next to a SQLite database while a run is open, given back when the disk fills up so that the
