@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _target import report
 from wattwise.cluster.models import JobState
-from wattwise.cluster.queue import ClusterQueue, JobRequest
+from wattwise.cluster.queue import ClusterQueue
+from wattwise.cluster.submission import JobRequest
 from wattwise.store import Store
 
 PG_ADMIN = os.environ.get("WATTWISE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -37,19 +38,19 @@ def _client(url: str, index: int, start: mp.Event, results: mp.Queue) -> None:  
     queue = ClusterQueue(Store(url))
     machine = f"bench-{index}"
     client_id = f"{machine}:{os.getpid()}"
-    queue.register_machine(machine)
+    queue.machines.register(machine)
     latencies: list[float] = []
     start.wait()
     began = time.monotonic()
     while True:
         t0 = time.perf_counter()
-        job = queue.claim(machine, client_id, 60)
+        job = queue.jobs.claim(machine, client_id, 60)
         if job is None:
-            if not queue.has_waiting(machine):
+            if not queue.jobs.has_waiting(machine):
                 break
             continue
         latencies.append(time.perf_counter() - t0)
-        assert queue.finish(job.id, client_id, JobState.FINISHED, run_id=None)
+        assert queue.jobs.finish(job.id, client_id, JobState.FINISHED, run_id=None)
     results.put((index, len(latencies), began, time.monotonic(), latencies))
 
 
@@ -57,8 +58,8 @@ def run(url: str, jobs: int) -> tuple[float, float, float, int]:
     """(claims/s, p50 ms, p99 ms, jobs finished once)."""
     queue = ClusterQueue(Store(url))
     for index in range(CLIENTS):
-        queue.register_machine(f"bench-{index}")
-    queue.submit_many([JobRequest(name=f"job-{i}", command=["true"]) for i in range(jobs)])
+        queue.machines.register(f"bench-{index}")
+    queue.jobs.submit_many([JobRequest(name=f"job-{i}", command=["true"]) for i in range(jobs)])
     context = mp.get_context("spawn")
     start = context.Event()
     results = context.Queue()
@@ -76,8 +77,8 @@ def run(url: str, jobs: int) -> tuple[float, float, float, int]:
     latencies = sorted(x for o in outcomes for x in o[4])
     per_client = sorted(o[1] for o in outcomes)
     print(f"  {claims} claims by {CLIENTS} clients in {ended - began:.2f} s; per client {per_client}")
-    jobs_once = sum(1 for j in queue.list_jobs(limit=jobs + 10) if j.state == "FINISHED" and j.attempts == 1)
-    counts = queue.state_counts()
+    jobs_once = sum(1 for j in queue.jobs.list_jobs(limit=jobs + 10) if j.state == "FINISHED" and j.attempts == 1)
+    counts = queue.jobs.state_counts()
     assert counts["FINISHED"] == jobs and jobs_once == jobs and claims == jobs, (counts, jobs_once, claims)
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(0.99 * (len(latencies) - 1))] * 1000

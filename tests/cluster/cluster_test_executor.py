@@ -16,7 +16,7 @@ from sqlalchemy import Column, Float, Integer, MetaData, String, Table, UniqueCo
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from wattwise.cluster.executors import ExecutionContext, ExecutionResult
-from wattwise.cluster.queue import JobInfo
+from wattwise.cluster.records import JobInfo
 
 T = TypeVar("T")
 metadata = MetaData()

@@ -90,8 +90,8 @@ def api(sqlite_url: str) -> Any:
 
 def test_api_routes(api: Any) -> None:
     queue: ClusterQueue = api.queue
-    queue.register_machine("bench-1", mac_address="aa:bb:cc:dd:ee:01")
-    queue.register_machine("bench-2")
+    queue.machines.register("bench-1", mac_address="aa:bb:cc:dd:ee:01")
+    queue.machines.register("bench-2")
     body = {"name": "app", "git": "https://example.org/app.git", "machine": "bench-1", "variables": {"N": "3"}}
     assert api.post("/api/cluster/jobs", json=body).status_code == 401
     assert api.post("/api/cluster/jobs", json=body, headers=api.read).status_code == 403

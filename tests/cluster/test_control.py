@@ -11,9 +11,11 @@ from sqlalchemy import select
 from wattwise.cluster.client import Client
 from wattwise.cluster.config import parse_config
 from wattwise.cluster.control import CONTROL, coefficient_of_variation, phase_values
+from wattwise.cluster.database import EMAILS
 from wattwise.cluster.executors import ExecutionContext, ExecutionResult, Executor
-from wattwise.cluster.mail import pending_count
-from wattwise.cluster.queue import EMAILS, ClusterQueue, JobInfo, JobRequest
+from wattwise.cluster.queue import ClusterQueue
+from wattwise.cluster.records import JobInfo
+from wattwise.cluster.submission import JobRequest
 
 
 class ScriptedControl(Executor):
@@ -61,7 +63,7 @@ def test_phase_values_name_what_is_missing() -> None:
 
 
 def _emails(queue: ClusterQueue) -> list[tuple[str, str]]:
-    with queue.transaction(write=False) as connection:
+    with queue.db.transaction(write=False) as connection:
         return [tuple(r) for r in connection.execute(select(EMAILS.c.recipient, EMAILS.c.subject).order_by(EMAILS.c.id))]
 
 
@@ -72,27 +74,27 @@ def test_unstable_machine_stops_taking_jobs_until_a_passing_validation(sqlite_qu
     queue = client.queue
     client.validate_control()  # first validation fills the window: 3 runs
     assert len(control.jobs) == 3 and control.jobs[0].command == ["stress-ng", "--cpu", "1", "--timeout", "10s"]
-    machine = queue.get_machine("bench-1")
+    machine = queue.machines.get("bench-1")
     assert machine.accepts_jobs and machine.last_control_workload_at is not None
-    assert [e.status for e in queue.status_history("bench-1")] == ["control-workload-passed", "control-workload", "starting"]
+    assert [e.status for e in queue.machines.status_history("bench-1")] == ["control-workload-passed", "control-workload", "starting"]
 
     client.validate_control()  # one more run: 150 J, the window is 150, 99, 101
-    machine = queue.get_machine("bench-1")
+    machine = queue.machines.get("bench-1")
     assert not machine.accepts_jobs
     assert machine.paused_reason.startswith("control workload: unstable: energy_j CV 0.2")
     assert "> threshold 0.05 (phase [RUNTIME], last 3 control runs (run ids 1004, 1003, 1002))" in machine.paused_reason
     assert _emails(queue) == [("ops@example.org", "[wattwise] bench-1: control workload unstable")]
 
-    job = queue.submit(JobRequest(name="waits", command=["true"], machine_id="bench-1"))
+    job = queue.jobs.submit(JobRequest(name="waits", command=["true"], machine_id="bench-1"))
     assert client.iteration() is False  # validation due again (100 J, still unstable), no job taken
-    assert queue.get_job(job.id).state == "WAITING" and queue.get_machine("bench-1").status == "paused"
+    assert queue.jobs.get_job(job.id).state == "WAITING" and queue.machines.get("bench-1").status == "paused"
     client.validate_control()  # window 100, 100, 150: still unstable, no second e-mail
-    assert not queue.get_machine("bench-1").accepts_jobs and len(_emails(queue)) == 1
+    assert not queue.machines.get("bench-1").accepts_jobs and len(_emails(queue)) == 1
     client.validate_control()  # window 100, 100, 100
-    machine = queue.get_machine("bench-1")
+    machine = queue.machines.get("bench-1")
     assert machine.accepts_jobs and machine.paused_reason is None
     assert _emails(queue)[-1] == ("ops@example.org", "[wattwise] bench-1: control workload ok")
-    with queue.transaction(write=False) as connection:
+    with queue.db.transaction(write=False) as connection:
         stored = connection.execute(select(CONTROL.c.run_id, CONTROL.c.ok, CONTROL.c["values"])).all()
     assert len(stored) == 7 and all(ok for _, ok, _ in stored)
     assert stored[3][2] == {"energy_j": 150.0, "duration_s": 10.0}
@@ -102,10 +104,10 @@ def test_control_run_without_the_metric_fails_the_validation(sqlite_queue: Clust
     client = Client(sqlite_queue.store, parse_config(CONFIG), executors={"command": ScriptedControl([None])})
     client.start()
     client.validate_control()
-    machine = client.queue.get_machine("bench-1")
+    machine = client.queue.machines.get("bench-1")
     assert not machine.accepts_jobs
     assert "metric 'energy_j' is not available in phase '[RUNTIME]'" in machine.paused_reason
-    assert pending_count(client.queue) == 1
+    assert client.queue.outbox.pending_count() == 1
 
 
 def test_real_command_control_workload(sqlite_queue: ClusterQueue) -> None:
@@ -117,8 +119,8 @@ def test_real_command_control_workload(sqlite_queue: ClusterQueue) -> None:
     client = Client(sqlite_queue.store, config)
     client.start()
     client.validate_control()
-    assert client.queue.get_machine("m1").accepts_jobs
-    with client.queue.transaction(write=False) as connection:
+    assert client.queue.machines.get("m1").accepts_jobs
+    with client.queue.db.transaction(write=False) as connection:
         rows: list[Any] = connection.execute(select(CONTROL.c.run_id, CONTROL.c.ok)).all()
     assert len(rows) == 2 and all(ok for _, ok in rows)
     for run_id, _ in rows:

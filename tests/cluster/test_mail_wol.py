@@ -9,14 +9,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from wattwise.cluster.mail import (
-    SmtpSettings,
-    job_failed_email,
-    job_finished_email,
-    pending_count,
-    send_pending,
-)
-from wattwise.cluster.queue import EMAILS, ClusterQueue, JobRequest, OutgoingEmail
+from wattwise.cluster.database import EMAILS
+from wattwise.cluster.mail import job_failed_email, job_finished_email
+from wattwise.cluster.outbox import SmtpSettings
+from wattwise.cluster.queue import ClusterQueue
+from wattwise.cluster.records import OutgoingEmail
+from wattwise.cluster.submission import JobRequest
 from wattwise.cluster.wol import magic_packet
 from wattwise.errors import WattwiseError
 
@@ -33,8 +31,8 @@ SUMMARY = {
 
 
 def _job(queue: ClusterQueue) -> Any:
-    queue.register_machine("bench-1")
-    return queue.submit(JobRequest(name="app", git_url="https://example.org/app.git", branch="main",
+    queue.machines.register("bench-1")
+    return queue.jobs.submit(JobRequest(name="app", git_url="https://example.org/app.git", branch="main",
                                    machine_id="bench-1", email="dev@example.org"))
 
 
@@ -48,7 +46,7 @@ def test_job_emails_are_composed_with_summary_link_and_log_tail(sqlite_queue: Cl
     failed = job_failed_email(job, "bench-1", 18, "app exited with code 3", "line 1\nboom", None)
     assert failed is not None and failed.kind == "job-failed"
     assert "Error: app exited with code 3" in failed.body and failed.body.rstrip().endswith("line 1\nboom")
-    no_email = sqlite_queue.submit(JobRequest(name="quiet", command=["true"]))
+    no_email = sqlite_queue.jobs.submit(JobRequest(name="quiet", command=["true"]))
     assert job_finished_email(no_email, "bench-1", 1, None, None) is None
 
 
@@ -56,28 +54,28 @@ def test_queued_emails_are_sent_once_through_smtp(sqlite_queue: ClusterQueue, sm
     job = _job(sqlite_queue)
     email = job_finished_email(job, "bench-1", 17, SUMMARY, "https://wattwise.example.org")
     assert email is not None
-    sqlite_queue.queue_emails([email, OutgoingEmail("ops@example.org", "second", "body two\n", "machine-notice")])
+    sqlite_queue.outbox.queue([email, OutgoingEmail("ops@example.org", "second", "body two\n", "machine-notice")])
     smtp = SmtpSettings(smtp_server.host, smtp_server.port, from_address="wattwise@example.org")
-    report = send_pending(sqlite_queue, smtp)
+    report = sqlite_queue.outbox.send_pending(smtp)
     assert (report.sent, report.failed) == (2, 0)
-    assert send_pending(sqlite_queue, smtp).sent == 0  # nothing is sent twice
+    assert sqlite_queue.outbox.send_pending(smtp).sent == 0  # nothing is sent twice
     messages = smtp_server.parsed()
     assert [m["To"] for m in messages] == ["dev@example.org", "ops@example.org"]
     assert messages[0]["From"] == "wattwise@example.org"
     assert messages[0]["Subject"] == "[wattwise] job 1 'app' finished on bench-1"
     assert "https://wattwise.example.org/runs/17" in messages[0].get_content()
     assert [e.rcpt_tos for e in smtp_server.messages] == [["dev@example.org"], ["ops@example.org"]]
-    with sqlite_queue.transaction(write=False) as connection:
+    with sqlite_queue.db.transaction(write=False) as connection:
         rows = connection.execute(select(EMAILS.c.sent_at, EMAILS.c.attempts)).all()
     assert all(sent is not None and attempts == 1 for sent, attempts in rows)
 
 
 def test_unreachable_smtp_server_leaves_emails_queued(sqlite_queue: ClusterQueue) -> None:
-    sqlite_queue.queue_emails([OutgoingEmail("ops@example.org", "s", "b", "machine-notice")])
-    report = send_pending(sqlite_queue, SmtpSettings("127.0.0.1", free_port(), timeout_s=5))
+    sqlite_queue.outbox.queue([OutgoingEmail("ops@example.org", "s", "b", "machine-notice")])
+    report = sqlite_queue.outbox.send_pending(SmtpSettings("127.0.0.1", free_port(), timeout_s=5))
     assert (report.sent, report.failed) == (0, 1) and "cannot reach the SMTP server" in report.errors[0]
-    assert pending_count(sqlite_queue) == 1
-    with sqlite_queue.transaction(write=False) as connection:
+    assert sqlite_queue.outbox.pending_count() == 1
+    with sqlite_queue.db.transaction(write=False) as connection:
         row = connection.execute(select(EMAILS.c.attempts, EMAILS.c.last_error, EMAILS.c.claimed_until)).one()
     assert row[0] == 1 and "cannot reach" in row[1] and row[2] is None
 
@@ -85,7 +83,7 @@ def test_unreachable_smtp_server_leaves_emails_queued(sqlite_queue: ClusterQueue
 def test_jobs_email_command_sends_the_queue(
     sqlite_url: str, sqlite_queue: ClusterQueue, smtp_server: SmtpServer, run_cli: Callable[..., Any]
 ) -> None:
-    sqlite_queue.queue_emails([OutgoingEmail(f"u{i}@example.org", f"s{i}", "b", "job-finished") for i in range(3)])
+    sqlite_queue.outbox.queue([OutgoingEmail(f"u{i}@example.org", f"s{i}", "b", "job-finished") for i in range(3)])
     result = run_cli("jobs", "email", "--smtp-host", smtp_server.host, "--smtp-port", str(smtp_server.port),
                      "--from", "ww@example.org", "--db", sqlite_url)
     assert result.returncode == 0, result.stderr
@@ -93,7 +91,7 @@ def test_jobs_email_command_sends_the_queue(
     assert len(smtp_server.messages) == 3
     result = invoke("jobs", "email", "--smtp-host", "127.0.0.1", "--smtp-port", str(free_port()), "--db", sqlite_url)
     assert result.exit_code == 0, result.exception  # nothing queued, nothing to fail
-    sqlite_queue.queue_emails([OutgoingEmail("u@example.org", "s", "b", "job-finished")])
+    sqlite_queue.outbox.queue([OutgoingEmail("u@example.org", "s", "b", "job-finished")])
     result = invoke("jobs", "email", "--smtp-host", "127.0.0.1", "--smtp-port", str(free_port()), "--db", sqlite_url)
     assert result.exit_code == 1 and "e-mail failed: cannot reach the SMTP server" in result.stdout
 

@@ -11,8 +11,11 @@ import pytest
 from sqlalchemy import text, update
 from sqlalchemy.exc import IntegrityError
 
+from wattwise.cluster.database import JOBS
 from wattwise.cluster.models import JobState
-from wattwise.cluster.queue import JOBS, ClusterQueue, JobRequest, OutgoingEmail, normalize_mac
+from wattwise.cluster.queue import ClusterQueue
+from wattwise.cluster.records import OutgoingEmail
+from wattwise.cluster.submission import JobRequest, normalize_mac
 from wattwise.errors import WattwiseError
 from wattwise.store import Store
 
@@ -23,15 +26,15 @@ def cmd(name: str = "job", machine: str | None = None, **kw: object) -> JobReque
 
 def expire(queue: ClusterQueue, job_id: int) -> None:
     """Move a lease into the past, as if its client had stopped renewing it long ago."""
-    with queue.transaction() as connection:
+    with queue.db.transaction() as connection:
         connection.execute(
             update(JOBS).where(JOBS.c.id == job_id).values(lease_expires_at=datetime(2000, 1, 1, tzinfo=UTC))
         )
 
 
 def test_migration_creates_tables_and_the_partial_unique_index(queue: ClusterQueue) -> None:
-    with queue.engine.connect() as connection:
-        if queue.is_postgres:
+    with queue.db.engine.connect() as connection:
+        if queue.db.is_postgres:
             indexdef = connection.scalar(text(
                 "SELECT indexdef FROM pg_indexes WHERE indexname = 'ux_cluster_jobs_running_machine'"))
         else:
@@ -41,8 +44,8 @@ def test_migration_creates_tables_and_the_partial_unique_index(queue: ClusterQue
 
 
 def test_submit_validates_and_names_the_problem(queue: ClusterQueue) -> None:
-    queue.register_machine("bench-1", description="NUC")
-    job = queue.submit(JobRequest(name="app", git_url="https://example.org/app.git", branch="main",
+    queue.machines.register("bench-1", description="NUC")
+    job = queue.jobs.submit(JobRequest(name="app", git_url="https://example.org/app.git", branch="main",
                                   variables={"PORT": "8080"}, machine_id="bench-1", email="a@example.org"))
     assert (job.state, job.source_type, job.branch, job.filename) == ("WAITING", "git", "main", "usage_scenario.yml")
     assert job.variables == {"PORT": "8080"} and job.attempts == 0 and job.created_at.tzinfo is not None
@@ -60,137 +63,136 @@ def test_submit_validates_and_names_the_problem(queue: ClusterQueue) -> None:
     }
     for message, request in problems.items():
         with pytest.raises(WattwiseError, match=None) as info:
-            queue.submit(request)
+            queue.jobs.submit(request)
         assert message in str(info.value), (message, str(info.value))
     with pytest.raises(WattwiseError, match="machine id 'bad id' is not allowed"):
-        queue.register_machine("bad id")
-    assert queue.state_counts()["WAITING"] == 1
+        queue.machines.register("bad id")
+    assert queue.jobs.state_counts()["WAITING"] == 1
 
 
 def test_submit_many_is_all_or_nothing(queue: ClusterQueue) -> None:
-    queue.register_machine("m1")
+    queue.machines.register("m1")
     with pytest.raises(WattwiseError):
-        queue.submit_many([cmd("a", "m1"), cmd("b", "missing")])
-    assert queue.list_jobs() == []
-    jobs = queue.submit_many([cmd(f"j{i}", "m1" if i % 2 else None) for i in range(10)])
+        queue.jobs.submit_many([cmd("a", "m1"), cmd("b", "missing")])
+    assert queue.jobs.list_jobs() == []
+    jobs = queue.jobs.submit_many([cmd(f"j{i}", "m1" if i % 2 else None) for i in range(10)])
     assert [j.id for j in jobs] == sorted(j.id for j in jobs)
-    assert queue.waiting_counts() == {"m1": 5, None: 5}
+    assert queue.jobs.waiting_counts() == {"m1": 5, None: 5}
 
 
 def test_claim_respects_target_machine_order_and_one_running_job_per_machine(queue: ClusterQueue) -> None:
     for machine in ("m1", "m2"):
-        queue.register_machine(machine)
-    j1, j2, j3 = queue.submit_many([cmd("for m2", "m2"), cmd("any"), cmd("for m1", "m1")])
-    first = queue.claim("m1", "c-a", 30)
+        queue.machines.register(machine)
+    j1, j2, j3 = queue.jobs.submit_many([cmd("for m2", "m2"), cmd("any"), cmd("for m1", "m1")])
+    first = queue.jobs.claim("m1", "c-a", 30)
     assert first is not None and first.id == j2.id  # oldest it may run; j1 is m2's
     assert (first.state, first.attempts, first.running_machine_id, first.lease_owner) == ("RUNNING", 1, "m1", "c-a")
     assert first.lease_expires_at is not None and first.lease_expires_at > first.started_at
-    assert queue.claim("m1", "c-b", 30) is None  # m1 already runs a job, even for another client of m1
-    second = queue.claim("m2", "c-c", 30)
+    assert queue.jobs.claim("m1", "c-b", 30) is None  # m1 already runs a job, even for another client of m1
+    second = queue.jobs.claim("m2", "c-c", 30)
     assert second is not None and second.id == j1.id
-    assert queue.claim("m2", "c-c", 30) is None
-    assert queue.finish(first.id, "c-a", JobState.FINISHED, run_id=7)
-    third = queue.claim("m1", "c-b", 30)
+    assert queue.jobs.claim("m2", "c-c", 30) is None
+    assert queue.jobs.finish(first.id, "c-a", JobState.FINISHED, run_id=7)
+    third = queue.jobs.claim("m1", "c-b", 30)
     assert third is not None and third.id == j3.id
-    assert queue.get_job(first.id).run_id == 7 and queue.get_job(first.id).state == "FINISHED"
+    assert queue.jobs.get_job(first.id).run_id == 7 and queue.jobs.get_job(first.id).state == "FINISHED"
 
 
 def test_database_refuses_two_running_jobs_on_one_machine(queue: ClusterQueue) -> None:
-    queue.register_machine("m1")
-    _, b = queue.submit_many([cmd("a", "m1"), cmd("b", "m1")])
-    assert queue.claim("m1", "c1", 30) is not None
-    with pytest.raises(IntegrityError), queue.transaction() as connection:
+    queue.machines.register("m1")
+    _, b = queue.jobs.submit_many([cmd("a", "m1"), cmd("b", "m1")])
+    assert queue.jobs.claim("m1", "c1", 30) is not None
+    with pytest.raises(IntegrityError), queue.db.transaction() as connection:
         connection.execute(update(JOBS).where(JOBS.c.id == b.id).values(state="RUNNING", running_machine_id="m1"))
 
 
 def test_paused_machine_takes_no_job_until_released(queue: ClusterQueue) -> None:
-    queue.register_machine("m1")
-    queue.submit(cmd("a", "m1"))
-    queue.set_accepts_jobs("m1", False, "control workload: unstable",
+    queue.machines.register("m1")
+    queue.jobs.submit(cmd("a", "m1"))
+    queue.machines.set_accepts_jobs("m1", False, "control workload: unstable",
                            emails=[OutgoingEmail("ops@example.org", "paused", "body", "control-workload")])
-    machine = queue.get_machine("m1")
+    machine = queue.machines.get("m1")
     assert not machine.accepts_jobs and machine.paused_reason == "control workload: unstable"
-    assert queue.claim("m1", "c1", 30) is None
-    queue.set_accepts_jobs("m1", True)
-    assert queue.get_machine("m1").paused_reason is None
-    assert queue.claim("m1", "c1", 30) is not None
+    assert queue.jobs.claim("m1", "c1", 30) is None
+    queue.machines.set_accepts_jobs("m1", True)
+    assert queue.machines.get("m1").paused_reason is None
+    assert queue.jobs.claim("m1", "c1", 30) is not None
 
 
 def test_lease_renewal_loss_and_reclaim_to_waiting_then_failed(queue: ClusterQueue) -> None:
-    queue.register_machine("m1")
-    job = queue.submit(cmd("flaky", "m1", max_attempts=2, email="me@example.org"))
-    claimed = queue.claim("m1", "dead-client", 30)
+    queue.machines.register("m1")
+    job = queue.jobs.submit(cmd("flaky", "m1", max_attempts=2, email="me@example.org"))
+    claimed = queue.jobs.claim("m1", "dead-client", 30)
     assert claimed is not None
-    assert queue.reclaim_expired() == []  # a live lease is never taken
-    assert queue.claim("m1", "other", 30) is None
+    assert queue.jobs.reclaim_expired() == []  # a live lease is never taken
+    assert queue.jobs.claim("m1", "other", 30) is None
     expire(queue, job.id)
-    assert queue.renew(job.id, "someone-else", 30).ok is False
-    reclaimed = queue.reclaim_expired(client_id="other")
+    assert queue.jobs.renew(job.id, "someone-else", 30).ok is False
+    reclaimed = queue.jobs.reclaim_expired(client_id="other")
     assert [(r.job_id, r.state, r.lease_owner, r.attempts) for r in reclaimed] == [(job.id, "WAITING", "dead-client", 1)]
     # the dead client comes back: it can change nothing any more
-    assert queue.renew(job.id, "dead-client", 30).ok is False
-    assert not queue.finish(job.id, "dead-client", JobState.FINISHED, run_id=1)
-    again = queue.claim("m1", "other", 30)
+    assert queue.jobs.renew(job.id, "dead-client", 30).ok is False
+    assert not queue.jobs.finish(job.id, "dead-client", JobState.FINISHED, run_id=1)
+    again = queue.jobs.claim("m1", "other", 30)
     assert again is not None and again.attempts == 2
     expire(queue, job.id)
-    assert [r.state for r in queue.reclaim_expired()] == ["FAILED"]
-    failed = queue.get_job(job.id)
+    assert [r.state for r in queue.jobs.reclaim_expired()] == ["FAILED"]
+    failed = queue.jobs.get_job(job.id)
     assert failed.state == "FAILED" and "lost the lease 2 time(s)" in failed.error and failed.lease_owner is None
-    history = [e.status for e in queue.status_history("m1")]
+    history = [e.status for e in queue.machines.status_history("m1")]
     assert history.count("lease-expired") == 2
-    from wattwise.cluster.mail import pending_count
 
-    assert pending_count(queue) == 1  # the job's owner is told
+    assert queue.outbox.pending_count() == 1  # the job's owner is told
 
 
 def test_renew_reports_cancel_and_cancel_rules(queue: ClusterQueue) -> None:
-    queue.register_machine("m1")
-    waiting, running = queue.submit_many([cmd("w", "m1"), cmd("r")])
-    claimed = queue.claim("m1", "c1", 30)
+    queue.machines.register("m1")
+    waiting, running = queue.jobs.submit_many([cmd("w", "m1"), cmd("r")])
+    claimed = queue.jobs.claim("m1", "c1", 30)
     assert claimed is not None and claimed.id == waiting.id
-    assert queue.cancel(running.id) == "CANCELLED"
-    assert queue.cancel(claimed.id).startswith("RUNNING (cancel requested")
-    assert queue.renew(claimed.id, "c1", 30).cancel_requested is True
-    assert queue.finish(claimed.id, "c1", JobState.CANCELLED, error="cancelled while running")
+    assert queue.jobs.cancel(running.id) == "CANCELLED"
+    assert queue.jobs.cancel(claimed.id).startswith("RUNNING (cancel requested")
+    assert queue.jobs.renew(claimed.id, "c1", 30).cancel_requested is True
+    assert queue.jobs.finish(claimed.id, "c1", JobState.CANCELLED, error="cancelled while running")
     with pytest.raises(WattwiseError, match="already CANCELLED"):
-        queue.cancel(claimed.id)
+        queue.jobs.cancel(claimed.id)
     with pytest.raises(WattwiseError, match="no cluster job with id 999"):
-        queue.cancel(999)
+        queue.jobs.cancel(999)
 
 
 def test_release_gives_the_job_back_without_counting_the_attempt(queue: ClusterQueue) -> None:
-    queue.register_machine("m1")
-    job = queue.submit(cmd("a", "m1"))
-    assert queue.claim("m1", "c1", 30) is not None
-    assert not queue.release(job.id, "c2", "not mine")
-    assert queue.release(job.id, "c1", "client stopping")
-    back = queue.get_job(job.id)
+    queue.machines.register("m1")
+    job = queue.jobs.submit(cmd("a", "m1"))
+    assert queue.jobs.claim("m1", "c1", 30) is not None
+    assert not queue.jobs.release(job.id, "c2", "not mine")
+    assert queue.jobs.release(job.id, "c1", "client stopping")
+    back = queue.jobs.get_job(job.id)
     assert (back.state, back.attempts, back.lease_owner, back.started_at) == ("WAITING", 0, None, None)
 
 
 def test_finish_records_run_id_emails_and_history_together(queue: ClusterQueue) -> None:
-    queue.register_machine("m1")
-    job = queue.submit(cmd("a", "m1"))
-    assert queue.claim("m1", "c1", 30) is not None
-    assert queue.set_run_id(job.id, "c1", 41)
+    queue.machines.register("m1")
+    job = queue.jobs.submit(cmd("a", "m1"))
+    assert queue.jobs.claim("m1", "c1", 30) is not None
+    assert queue.jobs.set_run_id(job.id, "c1", 41)
     email = OutgoingEmail("me@example.org", "done", "body", "job-finished", job.id, "m1")
-    assert queue.finish(job.id, "c1", JobState.FINISHED, run_id=42, emails=[email])
-    done = queue.get_job(job.id)
+    assert queue.jobs.finish(job.id, "c1", JobState.FINISHED, run_id=42, emails=[email])
+    done = queue.jobs.get_job(job.id)
     assert (done.state, done.run_id, done.ended_at is not None) == ("FINISHED", 42, True)
-    assert queue.status_history("m1")[0].run_id == 42
+    assert queue.machines.status_history("m1")[0].run_id == 42
     with pytest.raises(ValueError):
-        queue.finish(job.id, "c1", JobState.RUNNING)
+        queue.jobs.finish(job.id, "c1", JobState.RUNNING)
 
 
 def test_heartbeat_and_machine_info(queue: ClusterQueue) -> None:
-    queue.register_machine("m1", mac_address="3C-EC-EF-01-02-0A", sleep_time_s=5)
-    queue.heartbeat("m1", "c1", "idle", "polling", temperature_c=41.5)
-    queue.heartbeat("m1", "c1", "idle", "polling", record=False)
-    machine = queue.get_machine("m1")
-    now = queue.db_now()
+    queue.machines.register("m1", mac_address="3C-EC-EF-01-02-0A", sleep_time_s=5)
+    queue.machines.heartbeat("m1", "c1", "idle", "polling", temperature_c=41.5)
+    queue.machines.heartbeat("m1", "c1", "idle", "polling", record=False)
+    machine = queue.machines.get("m1")
+    now = queue.db.db_now()
     assert machine.mac_address == "3c:ec:ef:01:02:0a" and machine.current_temperature_c == 41.5
     assert machine.is_online(now) and machine.to_dict(now)["online"] is True
-    assert [e.status for e in queue.status_history("m1")] == ["idle"]
+    assert [e.status for e in queue.machines.status_history("m1")] == ["idle"]
     assert normalize_mac("3cec.ef01.020a") == "3c:ec:ef:01:02:0a"
     with pytest.raises(WattwiseError, match="not a MAC address"):
         normalize_mac("3c:ec:ef:01:02")
@@ -200,8 +202,8 @@ def _hammer(url: str, machines: int, clients_per_machine: int, jobs: int) -> tup
     """Threads claim and finish jobs as fast as they can; returns how often each job ran and any overlap."""
     setup = ClusterQueue(Store(url))
     for m in range(machines):
-        setup.register_machine(f"m{m}")
-    setup.submit_many([cmd(f"j{i}", f"m{i % machines}" if i % 3 == 0 else None) for i in range(jobs)])
+        setup.machines.register(f"m{m}")
+    setup.jobs.submit_many([cmd(f"j{i}", f"m{i % machines}" if i % 3 == 0 else None) for i in range(jobs)])
     runs: Counter[int] = Counter()
     problems: list[str] = []
     running: dict[str, int] = {}
@@ -211,7 +213,7 @@ def _hammer(url: str, machines: int, clients_per_machine: int, jobs: int) -> tup
         queue = ClusterQueue(Store(url))
         idle = 0
         while idle < 3:
-            job = queue.claim(machine, client, 30)
+            job = queue.jobs.claim(machine, client, 30)
             if job is None:
                 idle += 1
                 time.sleep(0.01)
@@ -226,7 +228,7 @@ def _hammer(url: str, machines: int, clients_per_machine: int, jobs: int) -> tup
                     problems.append(f"job {job.id} for {job.machine_id} ran on {machine}")
             with lock:
                 del running[machine]
-            assert queue.finish(job.id, client, JobState.FINISHED)
+            assert queue.jobs.finish(job.id, client, JobState.FINISHED)
 
     threads = [
         threading.Thread(target=worker, args=(f"m{m}", f"c{m}-{k}"))
@@ -237,7 +239,7 @@ def _hammer(url: str, machines: int, clients_per_machine: int, jobs: int) -> tup
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
-    assert setup.state_counts()["FINISHED"] == jobs
+    assert setup.jobs.state_counts()["FINISHED"] == jobs
     return runs, problems
 
 

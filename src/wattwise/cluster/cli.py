@@ -102,7 +102,7 @@ def submit(
       wattwise cluster submit --machine bench-1 --folder /srv/scenarios/app -f usage_scenario.yml --var PORT=8080\n
       wattwise cluster submit --name sleep --machine bench-1 --email me@example.org -- sleep 10
     """
-    from wattwise.cluster.queue import JobRequest
+    from wattwise.cluster.submission import JobRequest
     from wattwise.errors import WattwiseError
 
     parsed: dict[str, str] = {}
@@ -139,7 +139,7 @@ def submit(
         email=email,
         max_attempts=max_attempts,
     )
-    job = _queue(db).submit(request)
+    job = _queue(db).jobs.submit(request)
     if as_json:
         print(json.dumps(job.to_dict()))
         return
@@ -171,13 +171,13 @@ def list_jobs(
     """
     queue = _queue(db)
     states = [s.upper() for s in state] if state else None
-    jobs = queue.list_jobs(state=states, machine_id=machine, limit=limit)
+    jobs = queue.jobs.list_jobs(state=states, machine_id=machine, limit=limit)
     if as_json:
         print(json.dumps([j.to_dict() for j in jobs]))
         return
     from rich.table import Table
 
-    now = queue.db_now()
+    now = queue.db.db_now()
     table = Table(title=f"Cluster jobs ({len(jobs)})")
     for column in ("id", "name", "source", "machine", "state", "tries", "run", "created", "error"):
         table.add_column(column)
@@ -215,7 +215,7 @@ def cancel(
     """
     queue = _queue(db)
     for job_id in job_ids:
-        console.print(f"job {job_id}: {queue.cancel(job_id)}")
+        console.print(f"job {job_id}: {queue.jobs.cancel(job_id)}")
 
 
 # --- cluster machines / status ----------------------------------------------------------------------
@@ -248,26 +248,26 @@ def machines(
     if sum(x is not None for x in (add, pause, resume)) > 1:
         raise WattwiseError("give one of --add, --pause, --resume")
     if add is not None:
-        info = queue.register_machine(
+        info = queue.machines.register(
             add, description=description, base_temperature_c=base_temperature, mac_address=mac
         )
         console.print(f"machine {info.id} registered")
         return
     if pause is not None:
-        queue.get_machine(pause)
-        queue.set_accepts_jobs(pause, False, reason)
-        queue.record_status(pause, None, "paused", f"paused by an operator: {reason}")
+        queue.machines.get(pause)
+        queue.machines.set_accepts_jobs(pause, False, reason)
+        queue.machines.record_status(pause, None, "paused", f"paused by an operator: {reason}")
         console.print(f"machine {pause} takes no jobs now ({reason})")
         return
     if resume is not None:
-        queue.get_machine(resume)
-        queue.set_accepts_jobs(resume, True)
-        queue.record_status(resume, None, "resumed", "resumed by an operator")
+        queue.machines.get(resume)
+        queue.machines.set_accepts_jobs(resume, True)
+        queue.machines.record_status(resume, None, "resumed", "resumed by an operator")
         console.print(f"machine {resume} takes jobs again")
         return
-    now = queue.db_now()
-    infos = queue.list_machines()
-    waiting = queue.waiting_counts()
+    now = queue.db.db_now()
+    infos = queue.machines.all()
+    waiting = queue.jobs.waiting_counts()
     if as_json:
         rows = []
         for m in infos:
@@ -318,11 +318,11 @@ def status(
     Example: wattwise cluster status --machine bench-1 --history 30
     """
     queue = _queue(db)
-    now = queue.db_now()
-    infos = queue.list_machines()
-    waiting = queue.waiting_counts()
-    counts = queue.state_counts()
-    entries = queue.status_history(machine, history)
+    now = queue.db.db_now()
+    infos = queue.machines.all()
+    waiting = queue.jobs.waiting_counts()
+    counts = queue.jobs.state_counts()
+    entries = queue.machines.status_history(machine, history)
     if as_json:
         print(
             json.dumps(
@@ -364,14 +364,14 @@ def wake(
       wattwise cluster wake 3c:ec:ef:01:02:03 --broadcast 192.168.1.255\n
       wattwise cluster wake bench-1
     """
-    from wattwise.cluster.queue import MAC_RE, normalize_mac
+    from wattwise.cluster.submission import MAC_RE, normalize_mac
     from wattwise.cluster.wol import send_magic_packet
     from wattwise.errors import WattwiseError
 
     try:
         mac = normalize_mac(target)
     except WattwiseError:
-        machine = _queue(db).find_machine(target)
+        machine = _queue(db).machines.find(target)
         if machine is None:
             raise WattwiseError(f"{target!r} is neither a MAC address nor a machine id of the cluster") from None
         if not machine.mac_address or not MAC_RE.match(machine.mac_address):
@@ -450,7 +450,7 @@ def jobs_email(
     import os
 
     from wattwise.cluster.config import load_config
-    from wattwise.cluster.mail import SmtpSettings, pending_count, send_pending
+    from wattwise.cluster.outbox import SmtpSettings
     from wattwise.cluster.queue import ClusterQueue
     from wattwise.errors import WattwiseError
     from wattwise.store import open_store
@@ -471,14 +471,14 @@ def jobs_email(
     queue = ClusterQueue(open_store(database))
     total = failed = 0
     while True:
-        report = send_pending(queue, smtp)
+        report = queue.outbox.send_pending(smtp)
         total += report.sent
         failed += report.failed
         for error in report.errors or []:
             console.print(f"[red]e-mail failed:[/] {error}")
         if report.failed or report.sent == 0:
             break
-    console.print(f"sent {total} e-mail(s); {pending_count(queue)} still queued")
+    console.print(f"sent {total} e-mail(s); {queue.outbox.pending_count()} still queued")
     if failed:
         raise typer.Exit(1)
 

@@ -22,21 +22,24 @@ import logging
 import os
 import signal
 import socket
-import subprocess
 import threading
 import time
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from wattwise.cluster import mail
 from wattwise.cluster.config import ClientConfig
 from wattwise.cluster.control import ControlWorkload
-from wattwise.cluster.executors import ExecutionContext, ExecutionResult, Executor, default_executors
+from wattwise.cluster.database import is_database_unavailable
+from wattwise.cluster.executors import ExecutionContext, ExecutionResult, Executor, default_executors, run_logged
+from wattwise.cluster.lease import LeaseKeeper, first_line, while_lease_lasts
 from wattwise.cluster.models import JobState, MachineStatus
-from wattwise.cluster.queue import ClusterQueue, JobInfo, OutgoingEmail, is_database_unavailable
+from wattwise.cluster.outcome import Action, JobEnd, JobFacts, how_job_ended
+from wattwise.cluster.queue import ClusterQueue
+from wattwise.cluster.records import JobInfo, OutgoingEmail
 from wattwise.cluster.temperature import TemperatureGate
 from wattwise.errors import WattwiseError
 from wattwise.store import Store
@@ -44,97 +47,6 @@ from wattwise.store import Store
 log = logging.getLogger("wattwise.cluster.client")
 
 MAX_BACKOFF_S = 30.0
-
-
-class LeaseKeeper(threading.Thread):
-    """Renews a job's lease every `interval_s` while it runs. Sets `cancel` when the job was cancelled,
-    when the lease was lost, or when it could not be renewed for `lease_s - interval_s` (self-fencing)."""
-
-    def __init__(
-        self,
-        queue: ClusterQueue,
-        job_id: int,
-        client_id: str,
-        machine_id: str,
-        lease_s: float,
-        interval_s: float,
-        cancel: threading.Event,
-        claimed_at: float | None = None,
-    ) -> None:
-        super().__init__(daemon=True, name=f"wattwise-lease-{job_id}")
-        self.queue = queue
-        self.job_id = job_id
-        self.client_id = client_id
-        self.machine_id = machine_id
-        self.lease_s = lease_s
-        self.interval_s = interval_s
-        self.cancel = cancel
-        # the claim took the lease; count from when it was sent (a slow answer must not stretch the lease)
-        self.last_renewed = claimed_at if claimed_at is not None else time.monotonic()
-        self.lost = False
-        self.fenced = False
-        self.cancel_requested = False
-        self.renewal_failures = 0
-        self._halt = threading.Event()
-
-    @property
-    def lease_left_s(self) -> float:
-        return self.lease_s - (time.monotonic() - self.last_renewed)
-
-    def start(self) -> None:
-        super().start()
-        # the fence must not depend on a renew call returning: a call can hang for minutes in a network partition
-        self._watchdog = threading.Thread(target=self._watch, daemon=True, name=f"wattwise-fence-{self.job_id}")
-        self._watchdog.start()
-
-    def _watch(self) -> None:
-        while not self._halt.wait(min(0.5, self.interval_s / 2)):
-            if not self.fenced and not self.lost and self.lease_left_s <= self.interval_s:
-                self.fenced = True
-                log.error(
-                    "job %s: the lease was not renewed in time (%.1fs left); stopping the job before it expires",
-                    self.job_id,
-                    self.lease_left_s,
-                )
-                self.cancel.set()
-
-    def run(self) -> None:
-        while not self._halt.wait(self.interval_s):
-            sent = time.monotonic()
-            try:
-                renewal = self.queue.renew(self.job_id, self.client_id, self.lease_s, machine_id=self.machine_id)
-            except Exception as exc:
-                self.renewal_failures += 1
-                if self.lease_left_s <= self.interval_s and not self.fenced:
-                    self.fenced = True
-                    log.error(
-                        "job %s: cannot renew the lease (%s); stopping the job before the lease expires",
-                        self.job_id,
-                        _first_line(exc),
-                    )
-                    self.cancel.set()
-                else:
-                    log.warning(
-                        "job %s: lease renewal failed, database unavailable? (%s); %.0fs of lease left",
-                        self.job_id,
-                        _first_line(exc),
-                        self.lease_left_s,
-                    )
-                continue
-            if not renewal.ok:
-                self.lost = True
-                log.error("job %s: the lease is no longer ours; stopping the job", self.job_id)
-                self.cancel.set()
-                return
-            self.last_renewed = sent
-            if renewal.cancel_requested and not self.cancel_requested:
-                self.cancel_requested = True
-                log.info("job %s: cancel requested; stopping it", self.job_id)
-                self.cancel.set()
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=5)
 
 
 @dataclass
@@ -209,7 +121,7 @@ class Client:
     ) -> None:
         """Heartbeat; a history entry when the status or message changed (or `force`)."""
         changed = force or self._last_status != (status, message)
-        self.queue.heartbeat(
+        self.queue.machines.heartbeat(
             self.machine_id,
             self.client_id,
             status,
@@ -231,7 +143,7 @@ class Client:
     def beat(self) -> None:
         """A heartbeat that keeps the current status (no history entry)."""
         status, message = self._last_status or (MachineStatus.IDLE, "")
-        self.queue.heartbeat(self.machine_id, self.client_id, status, message, record=False)
+        self.queue.machines.heartbeat(self.machine_id, self.client_id, status, message, record=False)
 
     def _gate_report(self, status: str, temperature_c: float | None, message: str) -> None:
         if status == "ok":
@@ -245,7 +157,7 @@ class Client:
     def start(self) -> None:
         """Register (or update) the machine and say that this client started."""
         config = self.config
-        self.queue.register_machine(
+        self.queue.machines.register(
             self.machine_id,
             description=config.description or None,
             base_temperature_c=config.temperature.base_temperature_c if config.temperature else None,
@@ -278,13 +190,13 @@ class Client:
                 backoff = 1.0
             except Exception as exc:
                 if is_database_unavailable(exc):
-                    log.warning("database unavailable (%s); retrying in %.0fs", _first_line(exc), backoff)
+                    log.warning("database unavailable (%s); retrying in %.0fs", first_line(exc), backoff)
                 elif isinstance(exc, WattwiseError):
                     log.error("%s", exc)
                     self._safe_status(MachineStatus.ERROR, str(exc))
                 else:
                     log.error("round failed: %s", "".join(traceback.format_exception(exc)).rstrip())
-                    self._safe_status(MachineStatus.ERROR, _first_line(exc))
+                    self._safe_status(MachineStatus.ERROR, first_line(exc))
                 if once:
                     raise
                 self._wait(backoff)
@@ -301,23 +213,23 @@ class Client:
         try:
             self.set_status(status, message)
         except Exception as exc:
-            log.warning("cannot record status %s: %s", status, _first_line(exc))
+            log.warning("cannot record status %s: %s", status, first_line(exc))
 
     def iteration(self) -> bool:
         """One round; True when a job ran."""
         self.beat()
-        self.queue.reclaim_expired(client_id=self.client_id)
-        machine = self.queue.get_machine(self.machine_id)
-        if self.control is not None and self.control.due(machine, self.queue.db_now()):
+        self.queue.jobs.reclaim_expired(client_id=self.client_id)
+        machine = self.queue.machines.get(self.machine_id)
+        if self.control is not None and self.control.due(machine, self.queue.db.db_now()):
             self.validate_control()
-            machine = self.queue.get_machine(self.machine_id)
+            machine = self.queue.machines.get(self.machine_id)
         self.send_emails()
         if self.stop_event.is_set():
             return False
         if not machine.accepts_jobs:
             self.set_status(MachineStatus.PAUSED, machine.paused_reason or "paused")
             return False
-        if not self.queue.has_waiting(self.machine_id):
+        if not self.queue.jobs.has_waiting(self.machine_id):
             self.set_status(MachineStatus.IDLE, "no job waiting")
             self.maybe_shutdown()
             return False
@@ -332,7 +244,7 @@ class Client:
         if self.stop_event.is_set():
             return None
         claimed_at = time.monotonic()  # the lease runs from when the claim was sent, not when it returned
-        job = self.queue.claim(self.machine_id, self.client_id, self.config.lease_s, reclaim=False)
+        job = self.queue.jobs.claim(self.machine_id, self.client_id, self.config.lease_s, reclaim=False)
         if job is None:
             self.set_status(MachineStatus.IDLE, "no job for this machine now")
             return None
@@ -347,9 +259,9 @@ class Client:
             if job is None or job.id == 0:
                 return
             try:
-                self.queue.set_run_id(job.id, self.client_id, run_id)
+                self.queue.jobs.set_run_id(job.id, self.client_id, run_id)
             except Exception as exc:
-                log.warning("job %s: cannot note run %s yet: %s", job.id, run_id, _first_line(exc))
+                log.warning("job %s: cannot note run %s yet: %s", job.id, run_id, first_line(exc))
 
         return ExecutionContext(
             store=self.store,
@@ -363,8 +275,8 @@ class Client:
         )
 
     def run_job(self, job: JobInfo, claimed_at: float | None = None) -> str | None:
-        """Execute a claimed job and record its outcome. Returns the final state recorded (None: the job
-        went back to the queue or the lease was lost)."""
+        """Execute a claimed job under its lease and record how it ended (`how_job_ended`). Returns the final
+        state recorded (None: the job went back to the queue or the lease was lost)."""
         cancel = threading.Event()
         keeper = LeaseKeeper(
             self.queue,
@@ -388,100 +300,74 @@ class Client:
                     job_id=job.id,
                 )
             except Exception as exc:  # a status line is not worth losing the job over
-                log.warning("job %s: status not recorded: %s", job.id, _first_line(exc))
-            executor = self.executors.get(job.source_type)
+                log.warning("job %s: status not recorded: %s", job.id, first_line(exc))
             try:
-                if executor is None:
-                    result = ExecutionResult(False, error=f"this client has no executor for {job.source_type!r} jobs")
-                else:
-                    result = executor.execute(job, self._context(cancel, job))
+                result, database_failed = self._execute(job, cancel)
             except KeyboardInterrupt:
                 self._release(job, keeper, "client interrupted (Ctrl-C or SIGTERM during a scenario)")
                 raise
-            except Exception as exc:
-                database_failed = is_database_unavailable(exc)
-                result = ExecutionResult(
-                    False,
-                    error=f"{type(exc).__name__}: {exc}",
-                    log_tail="".join(traceback.format_exception(exc))[-4000:],
-                )
-            else:
-                database_failed = False
             self._current = None
-            if keeper.lost:
-                self._safe_record(
-                    "job-lease-lost",
-                    f"job {job.id}: lease lost while running; result not recorded (run {result.run_id})",
-                    job.id,
-                    result.run_id,
-                )
-                return None
-            if keeper.fenced:
-                self._release(job, keeper, "lease could not be renewed; job stopped and given back", count_attempt=True)
-                return None
-            if self.stop_event.is_set() and cancel.is_set() and not keeper.cancel_requested:
-                self._release(job, keeper, "client stopped during the job; job given back to the queue")
-                return None
-            database_failed = database_failed or keeper.renewal_failures > 0
-            if not result.ok and not database_failed:
-                try:  # a run that failed because its samples could not be written: is the database there?
-                    self.queue.db_now()
-                except Exception as exc:
-                    database_failed = is_database_unavailable(exc)
-            if not result.ok and database_failed and not keeper.cancel_requested and job.attempts < job.max_attempts:
-                # the database went away during the job: not the job's fault, it runs again
-                self._release(
-                    job,
-                    keeper,
-                    f"the database was unavailable during the job ({result.error}); it runs again",
-                    count_attempt=True,
-                )
-                return None
-            if keeper.cancel_requested:
-                state, error = (
-                    JobState.CANCELLED,
-                    "cancelled while running" + (f" ({result.error})" if result.error else ""),
-                )
-            elif result.ok:
-                state, error = JobState.FINISHED, None
-            else:
-                state, error = JobState.FAILED, result.error or "failed"
-            emails: list[OutgoingEmail] = []
-            if state == JobState.FINISHED:
-                email = mail.job_finished_email(
-                    job, self.machine_id, result.run_id, result.summary, self.config.web_url
-                )
-            else:
-                email = mail.job_failed_email(
-                    job, self.machine_id, result.run_id, error, result.log_tail, self.config.web_url, state
-                )
-            if email is not None:
-                emails.append(email)
-            recorded = self._finish(job, keeper, state, result.run_id, error, emails)
-            return state if recorded else None
+            facts = JobFacts(
+                ok=result.ok,
+                error=result.error,
+                lease_lost=keeper.lost,
+                fenced=keeper.fenced,
+                stopping=self.stop_event.is_set() and cancel.is_set() and not keeper.cancel_requested,
+                cancel_requested=keeper.cancel_requested,
+                database_failed=database_failed or keeper.renewal_failures > 0,
+                attempts_left=job.attempts < job.max_attempts,
+            )
+            end = how_job_ended(facts)
+            if end.action == Action.FINISH and not result.ok and not facts.database_failed and self._database_gone():
+                # a run that failed because its samples could not be written: not the job's fault
+                end = how_job_ended(replace(facts, database_failed=True))
+            return self._record_end(job, keeper, result, end)
         finally:
             self._current = None
             keeper.stop()
 
-    def _retrying(self, keeper: LeaseKeeper, what: str, action: Callable[[], bool]) -> bool | None:
-        """Run a database write, retrying through an outage while the lease may still be ours. None: gave up
-        (the job returns to the queue when its lease expires)."""
-        pause = 0.5
-        while True:
-            try:
-                return action()
-            except Exception as exc:
-                if not is_database_unavailable(exc) or keeper.lost or keeper.lease_left_s <= 0:
-                    log.error(
-                        "job %s: cannot %s (%s); the job is reclaimed when its lease expires",
-                        keeper.job_id,
-                        what,
-                        _first_line(exc),
-                    )
-                    return None
-                log.warning("job %s: cannot %s yet (%s); retrying", keeper.job_id, what, _first_line(exc))
-                time.sleep(pause)
-                pause = min(pause * 2, 5.0)
+    def _execute(self, job: JobInfo, cancel: threading.Event) -> tuple[ExecutionResult, bool]:
+        """The executor's result, and whether it failed because the database was unavailable."""
+        executor = self.executors.get(job.source_type)
+        if executor is None:
+            return ExecutionResult(False, error=f"this client has no executor for {job.source_type!r} jobs"), False
+        try:
+            return executor.execute(job, self._context(cancel, job)), False
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            failed = ExecutionResult(
+                False,
+                error=f"{type(exc).__name__}: {exc}",
+                log_tail="".join(traceback.format_exception(exc))[-4000:],
+            )
+            return failed, is_database_unavailable(exc)
+
+    def _database_gone(self) -> bool:
+        try:
+            self.queue.db.db_now()
+        except Exception as exc:
+            return is_database_unavailable(exc)
+        return False
+
+    def _record_end(self, job: JobInfo, keeper: LeaseKeeper, result: ExecutionResult, end: JobEnd) -> str | None:
+        if end.action == Action.DROP:
+            message = f"job {job.id}: {end.reason} (run {result.run_id})"
+            self._safe_record("job-lease-lost", message, job.id, result.run_id)
+            return None
+        if end.action == Action.RELEASE:
+            self._release(job, keeper, end.reason, count_attempt=end.count_attempt)
+            return None
+        assert end.state is not None
+        if end.state == JobState.FINISHED:
+            email = mail.job_finished_email(job, self.machine_id, result.run_id, result.summary, self.config.web_url)
+        else:
+            email = mail.job_failed_email(
+                job, self.machine_id, result.run_id, end.error, result.log_tail, self.config.web_url, end.state
+            )
+        emails: list[OutgoingEmail] = [email] if email is not None else []
+        recorded = self._finish(job, keeper, end.state, result.run_id, end.error, emails)
+        return end.state if recorded else None
 
     def _finish(
         self,
@@ -498,10 +384,10 @@ class Client:
             + (f" (run {run_id})" if run_id else "")
             + (f": {error}" if error else "")
         )
-        ok = self._retrying(
+        ok = while_lease_lasts(
             keeper,
             f"record {state}",
-            lambda: self.queue.finish(
+            lambda: self.queue.jobs.finish(
                 job.id, self.client_id, state, run_id=run_id, error=error, emails=emails, message=message
             ),
         )
@@ -512,19 +398,21 @@ class Client:
         return bool(ok)
 
     def _release(self, job: JobInfo, keeper: LeaseKeeper, reason: str, *, count_attempt: bool = False) -> None:
-        released = self._retrying(
+        released = while_lease_lasts(
             keeper,
             "give the job back",
-            lambda: self.queue.release(job.id, self.client_id, reason, count_attempt=count_attempt),
+            lambda: self.queue.jobs.release(job.id, self.client_id, reason, count_attempt=count_attempt),
         )
         if released:
             log.info("job %s: %s", job.id, reason)
 
     def _safe_record(self, status: str, message: str, job_id: int | None = None, run_id: int | None = None) -> None:
         try:
-            self.queue.record_status(self.machine_id, self.client_id, status, message, job_id=job_id, run_id=run_id)
+            self.queue.machines.record_status(
+                self.machine_id, self.client_id, status, message, job_id=job_id, run_id=run_id
+            )
         except Exception as exc:
-            log.warning("cannot record status: %s", _first_line(exc))
+            log.warning("cannot record status: %s", first_line(exc))
         log.info("[%s] %s", status, message)
 
     # --- around jobs ------------------------------------------------------------------------------
@@ -532,7 +420,7 @@ class Client:
         assert self.gate is not None and self.config.temperature is not None
         base = self.config.temperature.base_temperature_c
         if base is None:
-            base = self.queue.get_machine(self.machine_id).base_temperature_c
+            base = self.queue.machines.get(self.machine_id).base_temperature_c
         if base is None:
             raise WattwiseError(
                 f"temperature gate: machine {self.machine_id!r} has no base temperature: set "
@@ -545,7 +433,7 @@ class Client:
             return True
         self.set_status(MachineStatus.TEMPERATURE_GATE_FAILED, result.message, temperature_c=result.temperature_c)
         if self.config.notify_email and not self._gate_failed_notified:
-            self.queue.queue_emails(
+            self.queue.outbox.queue(
                 [
                     mail.machine_notice_email(
                         self.config.notify_email,
@@ -568,29 +456,8 @@ class Client:
         if self.stop_event.is_set():  # cut short by a stop: judge nothing, pause nothing
             log.info("control workload: stopped before it finished; not judged")
             return
-        self.queue.set_control_workload_time(self.machine_id)
-        machine = self.queue.get_machine(self.machine_id)
-        prefix = "control workload: "
-        recipient = self.config.notify_email
-        if result.passed:
-            self._safe_record("control-workload-passed", result.message)
-            if not machine.accepts_jobs and (machine.paused_reason or "").startswith(prefix):
-                emails = (
-                    [mail.control_workload_email(recipient, self.machine_id, True, result.message)] if recipient else []
-                )
-                self.queue.set_accepts_jobs(self.machine_id, True, emails=emails)
-                log.info("machine %s takes jobs again", self.machine_id)
-        else:
-            self._safe_record("control-workload-failed", result.message)
-            reason = prefix + result.message
-            if machine.accepts_jobs or machine.paused_reason != reason:
-                emails = (
-                    [mail.control_workload_email(recipient, self.machine_id, False, result.message)]
-                    if recipient and machine.accepts_jobs
-                    else []
-                )
-                self.queue.set_accepts_jobs(self.machine_id, False, reason, emails=emails)
-            log.warning("machine %s stops taking jobs: %s", self.machine_id, result.message)
+        self._safe_record(f"control-workload-{'passed' if result.passed else 'failed'}", result.message)
+        self.control.apply(result, self.config.notify_email)
         self.cleanup(None)
 
     def cleanup(self, job_id: int | None) -> None:
@@ -602,7 +469,7 @@ class Client:
         self._safe_record("cleanup" if ok else "cleanup-failed", message, job_id)
         if not ok and self.config.notify_email:
             try:
-                self.queue.queue_emails(
+                self.queue.outbox.queue(
                     [
                         mail.machine_notice_email(
                             self.config.notify_email, self.machine_id, "cleanup command failed", message
@@ -610,7 +477,7 @@ class Client:
                     ]
                 )
             except Exception as exc:
-                log.warning("cannot queue e-mail: %s", _first_line(exc))
+                log.warning("cannot queue e-mail: %s", first_line(exc))
 
     def maybe_shutdown(self) -> None:
         command = self.config.shutdown_command
@@ -625,9 +492,9 @@ class Client:
         if self.config.smtp is None:
             return
         try:
-            report = mail.send_pending(self.queue, self.config.smtp)
+            report = self.queue.outbox.send_pending(self.config.smtp)
         except Exception as exc:  # e-mail must never stop the client's rounds
-            log.warning("e-mail: %s", _first_line(exc))
+            log.warning("e-mail: %s", first_line(exc))
             return
         if report.sent or report.failed:
             log.info(
@@ -643,37 +510,15 @@ class Client:
         if threading.current_thread() is threading.main_thread():  # cron's SIGTERM gives the job back, too
             signal.signal(signal.SIGTERM, self.request_stop)
         self.start()
-        self.queue.reclaim_expired(client_id=self.client_id)
-        machine = self.queue.get_machine(self.machine_id)
+        self.queue.jobs.reclaim_expired(client_id=self.client_id)
+        machine = self.queue.machines.get(self.machine_id)
         if not machine.accepts_jobs:
             self.set_status(MachineStatus.PAUSED, machine.paused_reason or "paused")
             return None
-        if not self.queue.has_waiting(self.machine_id):
+        if not self.queue.jobs.has_waiting(self.machine_id):
             self.set_status(MachineStatus.IDLE, "no job waiting")
             return None
         job = self.process_one()
         if job is not None:
             self.set_status(MachineStatus.IDLE, f"job {job.id} done")
         return job
-
-
-def run_logged(command: list[str], timeout_s: float) -> tuple[bool, str]:
-    """Run a command; (ok, a one-paragraph account with the tail of its output)."""
-    text = " ".join(command)
-    try:
-        process = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
-        return False, f"{text}: command not found"
-    except PermissionError:
-        return False, f"{text}: permission denied"
-    except subprocess.TimeoutExpired:
-        return False, f"{text}: still running after {timeout_s:g}s, stopped"
-    output = (process.stdout + process.stderr).strip()
-    tail = "\n".join(output.splitlines()[-20:])
-    message = f"{text}: exit status {process.returncode}" + (f"\n{tail}" if tail else "")
-    return process.returncode == 0, message
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from wattwise.cluster.mail import SmtpSettings
-from wattwise.cluster.queue import EMAIL_RE, normalize_mac, validate_machine_id
+from wattwise.cluster.outbox import SmtpSettings
+from wattwise.cluster.submission import EMAIL_RE, normalize_mac, validate_machine_id
 from wattwise.errors import ConfigError, WattwiseError
 
 ENV_CLIENT_CONFIG = "WATTWISE_CLIENT_CONFIG"

@@ -13,6 +13,7 @@ The first validation on a machine runs the workload until the window is full.
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -25,10 +26,14 @@ from sqlalchemy import func, insert, select
 
 from wattwise.cluster.config import ControlWorkloadSettings
 from wattwise.cluster.executors import ExecutionContext, ExecutionResult, Executor
+from wattwise.cluster.mail import control_workload_email
 from wattwise.cluster.models import ClusterControlRun, JobState, SourceType
-from wattwise.cluster.queue import ClusterQueue, JobInfo, MachineInfo
+from wattwise.cluster.queue import ClusterQueue
+from wattwise.cluster.records import JobInfo, MachineInfo
 
 CONTROL = ClusterControlRun.__table__
+PAUSE_PREFIX = "control workload: "  # paused_reason of a machine this module paused
+log = logging.getLogger("wattwise.cluster.client")
 
 
 def coefficient_of_variation(values: Sequence[float]) -> float:
@@ -125,6 +130,28 @@ class ControlWorkload:
         self.executors = executors
         self.context = context
 
+    def apply(self, result: ValidationResult, recipient: str | None) -> None:
+        """Note the validation time; pause the machine after a failed validation, release it after a passing
+        one when a control workload had paused it, with an e-mail to `recipient` when that changes."""
+        machines = self.queue.machines
+        machines.set_control_workload_time(self.machine_id)
+        machine = machines.get(self.machine_id)
+        if result.passed:
+            if not machine.accepts_jobs and (machine.paused_reason or "").startswith(PAUSE_PREFIX):
+                emails = [control_workload_email(recipient, self.machine_id, True, result.message)] if recipient else []
+                machines.set_accepts_jobs(self.machine_id, True, emails=emails)
+                log.info("machine %s takes jobs again", self.machine_id)
+            return
+        reason = PAUSE_PREFIX + result.message
+        if machine.accepts_jobs or machine.paused_reason != reason:
+            emails = (
+                [control_workload_email(recipient, self.machine_id, False, result.message)]
+                if recipient and machine.accepts_jobs
+                else []
+            )
+            machines.set_accepts_jobs(self.machine_id, False, reason, emails=emails)
+        log.warning("machine %s stops taking jobs: %s", self.machine_id, result.message)
+
     def due(self, machine: MachineInfo, now: datetime) -> bool:
         last = machine.last_control_workload_at
         return last is None or (now - last).total_seconds() >= self.settings.interval_s
@@ -141,11 +168,11 @@ class ControlWorkload:
             .order_by(CONTROL.c.id.desc())
             .limit(limit)
         )
-        with self.queue.transaction(write=False) as connection:
+        with self.queue.db.transaction(write=False) as connection:
             return [dict(r) for r in connection.execute(query).mappings().all()]
 
     def count_runs(self) -> int:
-        with self.queue.transaction(write=False) as connection:
+        with self.queue.db.transaction(write=False) as connection:
             return int(
                 connection.scalar(
                     select(func.count()).select_from(CONTROL).where(CONTROL.c.machine_id == self.machine_id)
@@ -166,7 +193,7 @@ class ControlWorkload:
                 values = phase_values(result.summary, self.settings.phase, self.settings.metrics)
             except ValueError as exc:
                 error = f"run {result.run_id}: {exc}"
-        with self.queue.transaction() as connection:
+        with self.queue.db.transaction() as connection:
             connection.execute(
                 insert(CONTROL).values(
                     machine_id=self.machine_id,
@@ -175,7 +202,7 @@ class ControlWorkload:
                     phase=self.settings.phase,
                     values=values or {},
                     error=error,
-                    created_at=self.queue._now(),
+                    created_at=self.queue.db.now(),
                 )
             )
         return result, values, error

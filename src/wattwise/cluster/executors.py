@@ -29,11 +29,12 @@ from typing import Any
 
 from wattwise.cluster.config import MeasureSettings
 from wattwise.cluster.models import SourceType
-from wattwise.cluster.queue import JobInfo
+from wattwise.cluster.records import JobInfo
 from wattwise.errors import ConfigError, WattwiseError
 from wattwise.store import Store
 
 GIT_TIMEOUT_S = 600
+LOG_TAIL_LINES = 40
 
 
 @dataclass
@@ -64,6 +65,38 @@ class Executor:
 
     def execute(self, job: JobInfo, context: ExecutionContext) -> ExecutionResult:
         raise NotImplementedError
+
+
+def run_log_tail(store: Store, run_id: int | None, lines: int = LOG_TAIL_LINES) -> str:
+    """The last lines of a run's stored output (stderr after stdout), for the failure e-mail."""
+    if run_id is None:
+        return ""
+    try:
+        entries = store.logs(run_id)
+    except Exception:
+        return ""
+    text_lines: list[str] = []
+    for entry in entries:
+        prefix = "" if entry.stream == "stdout" else f"[{entry.stream}] "
+        text_lines += [prefix + line for line in entry.text.splitlines()]
+    return "\n".join(text_lines[-lines:])
+
+
+def run_logged(command: list[str], timeout_s: float) -> tuple[bool, str]:
+    """Run a command; (ok, a one-paragraph account with the tail of its output)."""
+    text = " ".join(command)
+    try:
+        process = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        return False, f"{text}: command not found"
+    except PermissionError:
+        return False, f"{text}: permission denied"
+    except subprocess.TimeoutExpired:
+        return False, f"{text}: still running after {timeout_s:g}s, stopped"
+    output = (process.stdout + process.stderr).strip()
+    tail = "\n".join(output.splitlines()[-20:])
+    message = f"{text}: exit status {process.returncode}" + (f"\n{tail}" if tail else "")
+    return process.returncode == 0, message
 
 
 # --- stopping what a job started -------------------------------------------------------------------
@@ -157,7 +190,6 @@ class CommandExecutor(Executor):
     name = "command"
 
     def execute(self, job: JobInfo, context: ExecutionContext) -> ExecutionResult:
-        from wattwise.cluster.mail import run_log_tail
         from wattwise.measure.command import MeasureOptions, measure_command
 
         if not job.command:
@@ -289,7 +321,6 @@ class ScenarioExecutor(Executor):
     def _run(
         self, runner: Callable[..., Any], job: JobInfo, scenario_file: Path, context: ExecutionContext
     ) -> ExecutionResult:
-        from wattwise.cluster.mail import run_log_tail
         from wattwise.measure.scenario.runner import RunOptions
         from wattwise.measure.scenario.source import variable_name
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 
-from wattwise.cluster.queue import normalize_mac
+from wattwise.cluster.submission import normalize_mac
 from wattwise.errors import WattwiseError
 
 DEFAULT_BROADCAST = "255.255.255.255"

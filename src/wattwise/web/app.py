@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 from typing import Any
@@ -13,16 +12,6 @@ from wattwise import __version__
 from wattwise.store import Store
 
 log = logging.getLogger(__name__)
-
-
-def _cluster_router() -> Any | None:
-    try:
-        module = importlib.import_module("wattwise.cluster.api")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("wattwise.cluster.api", "wattwise.cluster"):
-            raise
-        return None
-    return getattr(module, "router", None)
 
 
 def create_app(
@@ -68,13 +57,14 @@ def create_app(
     app.state.read_only = read_only
     app.state.read_requires_token = read_requires_token
 
-    from wattwise.web import api, pages
+    from wattwise.web import api, cluster_api, pages
 
     app.include_router(api.router, prefix="/api")
-    cluster = _cluster_router()
-    app.state.has_cluster = cluster is not None
-    if cluster is not None:
-        app.include_router(cluster, prefix="/api/cluster", tags=["cluster"])
+    app.include_router(cluster_api.router, prefix="/api/cluster", tags=["cluster"])
+    from wattwise.web import timeline
+
+    app.include_router(timeline.router)
+    app.state.has_cluster = True
     pages.mount(app)
     app.add_middleware(AllowHeaderMiddleware)
     return app

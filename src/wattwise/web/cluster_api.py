@@ -10,7 +10,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
 from wattwise.cluster.models import JobState
-from wattwise.cluster.queue import ClusterQueue, JobRequest
+from wattwise.cluster.queue import ClusterQueue
+from wattwise.cluster.submission import JobRequest
 from wattwise.errors import WattwiseError
 from wattwise.store import Store
 from wattwise.web.deps import get_store, require_read, require_write
@@ -42,7 +43,7 @@ class JobSubmit(BaseModel):
 
 def _job_or_404(queue: ClusterQueue, job_id: int) -> Any:
     try:
-        return queue.get_job(job_id)
+        return queue.jobs.get_job(job_id)
     except WattwiseError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
 
@@ -56,7 +57,7 @@ def list_jobs(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[dict[str, Any]]:
     try:
-        jobs = queue.list_jobs(state=state, machine_id=machine, limit=limit, offset=offset)
+        jobs = queue.jobs.list_jobs(state=state, machine_id=machine, limit=limit, offset=offset)
     except WattwiseError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     return [j.to_dict() for j in jobs]
@@ -83,7 +84,7 @@ def submit_job(queue: QueueDep, body: JobSubmit) -> dict[str, Any]:
         max_attempts=body.max_attempts,
     )
     try:
-        return queue.submit(request).to_dict()
+        return queue.jobs.submit(request).to_dict()
     except WattwiseError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
 
@@ -97,18 +98,18 @@ def get_job(queue: QueueDep, job_id: int) -> dict[str, Any]:
 def cancel_job(queue: QueueDep, job_id: int) -> dict[str, Any]:
     _job_or_404(queue, job_id)
     try:
-        result = queue.cancel(job_id)
+        result = queue.jobs.cancel(job_id)
     except WattwiseError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    return {"job": queue.get_job(job_id).to_dict(), "result": result}
+    return {"job": queue.jobs.get_job(job_id).to_dict(), "result": result}
 
 
 @router.get("/machines", summary="Measurement machines")
 def list_machines(queue: QueueDep) -> list[dict[str, Any]]:
-    now = queue.db_now()
-    waiting = queue.waiting_counts()
+    now = queue.db.db_now()
+    waiting = queue.jobs.waiting_counts()
     rows = []
-    for machine in queue.list_machines():
+    for machine in queue.machines.all():
         row = machine.to_dict(now)
         row["waiting_jobs"] = waiting.get(machine.id, 0)
         rows.append(row)
@@ -117,18 +118,18 @@ def list_machines(queue: QueueDep) -> list[dict[str, Any]]:
 
 @router.get("/machines/{machine_id}", summary="One machine")
 def get_machine(queue: QueueDep, machine_id: str) -> dict[str, Any]:
-    machine = queue.find_machine(machine_id)
+    machine = queue.machines.find(machine_id)
     if machine is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no machine {machine_id!r}")
-    return machine.to_dict(queue.db_now())
+    return machine.to_dict(queue.db.db_now())
 
 
 @router.get("/machines/{machine_id}/waiting", summary="Jobs waiting for a machine (its own and any-machine jobs)")
 def machine_waiting(queue: QueueDep, machine_id: str) -> dict[str, Any]:
-    machine = queue.find_machine(machine_id)
+    machine = queue.machines.find(machine_id)
     if machine is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no machine {machine_id!r}")
-    jobs = queue.waiting_jobs(machine_id)
+    jobs = queue.jobs.waiting_jobs(machine_id)
     return {
         "machine": machine_id,
         "mac_address": machine.mac_address,
@@ -142,8 +143,8 @@ def machine_waiting(queue: QueueDep, machine_id: str) -> dict[str, Any]:
 def waiting(queue: QueueDep) -> dict[str, Any]:
     """Every machine with how many jobs wait for it (not counting jobs for any machine, given separately),
     its MAC address and whether it is online: wake the machines with `waiting > 0` that are offline."""
-    now = queue.db_now()
-    counts = queue.waiting_counts()
+    now = queue.db.db_now()
+    counts = queue.jobs.waiting_counts()
     machines = [
         {
             "id": m.id,
@@ -153,7 +154,7 @@ def waiting(queue: QueueDep) -> dict[str, Any]:
             "online": m.is_online(now),
             "status": m.status,
         }
-        for m in queue.list_machines()
+        for m in queue.machines.all()
     ]
     return {"machines": machines, "any_machine": counts.get(None, 0)}
 
@@ -164,11 +165,11 @@ def cluster_status(
     machine: Annotated[str | None, Query(description="History of this machine only")] = None,
     history: Annotated[int, Query(ge=0, le=1000)] = 50,
 ) -> dict[str, Any]:
-    now = queue.db_now()
+    now = queue.db.db_now()
     return {
-        "machines": [m.to_dict(now) for m in queue.list_machines()],
-        "jobs": queue.state_counts(),
-        "waiting": {k or "any": v for k, v in queue.waiting_counts().items()},
-        "history": [e.to_dict() for e in queue.status_history(machine, history)] if history else [],
+        "machines": [m.to_dict(now) for m in queue.machines.all()],
+        "jobs": queue.jobs.state_counts(),
+        "waiting": {k or "any": v for k, v in queue.jobs.waiting_counts().items()},
+        "history": [e.to_dict() for e in queue.machines.status_history(machine, history)] if history else [],
         "states": list(JobState.ALL),
     }
