@@ -27,15 +27,17 @@ import numpy as np
 from wattwise.carbon.trace import CarbonTrace
 from wattwise.errors import ConfigError, WattwiseError
 from wattwise.jobmodel import JobModel
-from wattwise.schedule import solvers
+from wattwise.schedule import policies, solvers
 from wattwise.schedule.jobs import Job
 from wattwise.schedule.profile import SlotProfile, slot_profile
 from wattwise.schedule.solvers import Block, Infeasible
 from wattwise.units import J_PER_KWH
 
-POLICIES = ("agnostic", "threshold", "carbon-time", "oracle", "wait-awhile", "suspend-resume")
+#: the registered policy names (see wattwise.schedule.policies)
+POLICIES = tuple(policies.POLICIES)
 _EPS = 1e-9
-_BATCH_POLICIES = ("agnostic", "oracle", "carbon-time")
+#: the policy savings are measured against
+BASELINE = "agnostic"
 _CHUNK = 512
 
 
@@ -58,8 +60,8 @@ class Options:
     origin_s: float | None = None
 
     def __post_init__(self) -> None:
-        if self.policy not in POLICIES:
-            raise ConfigError(f"unknown policy {self.policy!r}; allowed: {', '.join(POLICIES)}")
+        if self.policy not in policies.POLICIES:
+            raise ConfigError(f"unknown policy {self.policy!r}; allowed: {', '.join(policies.POLICIES)}")
         if not self.resolution_s > 0:
             raise ConfigError(f"resolution must be > 0 s, got {self.resolution_s}")
         if self.wait_s < 0:
@@ -148,10 +150,10 @@ def simulate(jobs: Sequence[Job], trace: CarbonTrace, options: Options, *,
               if options.forecast_error > 0 else true_c)
     results = _Engine(options, true_c, seen_c, n).run(jobs, progress)
     base: list[JobResult] | None = None
-    if options.policy == "agnostic":
+    if getattr(_make_policy(options), "baseline", False):
         base = results
     elif baseline:
-        base = _Engine(replace(options, policy="agnostic"), true_c, seen_c, n).run(jobs, None)
+        base = _Engine(replace(options, policy=BASELINE), true_c, seen_c, n).run(jobs, None)
     if base is not None:
         by_id = {r.id: r for r in base}
         for r in results:
@@ -160,9 +162,17 @@ def simulate(jobs: Sequence[Job], trace: CarbonTrace, options: Options, *,
     return Simulation(options, results, origin, true_c, seen_c, time.perf_counter() - started, base)
 
 
+def _make_policy(options: Options) -> policies.Policy:
+    horizon = max(1, round(options.threshold_horizon_s / options.resolution_s))
+    settings = policies.Settings(max_resumes=options.max_resumes, checkpoint_only=options.checkpoint_only,
+                                 threshold_percentile=options.threshold_percentile, threshold_horizon=horizon)
+    return policies.create(options.policy, settings)
+
+
 class _Engine:
     def __init__(self, options: Options, true_c: np.ndarray, seen_c: np.ndarray, n_grid: int) -> None:
         self.o = options
+        self.policy = _make_policy(options)
         self.true_c = true_c
         self.seen_c = seen_c
         self.n = n_grid
@@ -173,7 +183,7 @@ class _Engine:
         order = sorted(range(len(jobs)), key=lambda i: (jobs[i].arrival_s, jobs[i].id))
         out: list[JobResult | None] = [None] * len(jobs)
         done = 0
-        if self.usage is None and self.o.policy in _BATCH_POLICIES:
+        if self.usage is None and isinstance(self.policy, policies.StartPicker):
             batch = [i for i in order if _is_constant(jobs[i].model)]
             for chunk_start in range(0, len(batch), _CHUNK):
                 chunk = batch[chunk_start:chunk_start + _CHUNK]
@@ -183,11 +193,11 @@ class _Engine:
                 if progress is not None:
                     progress(done)
             order = [i for i in order if out[i] is None]
-        if self.usage is None and self.o.policy in ("suspend-resume", "wait-awhile"):
+        if self.usage is None and isinstance(self.policy, policies.SuspendResume):
             groups: dict[tuple[Any, int], list[int]] = {}
             for i in order:
                 p, a, d = self.window(jobs[i])
-                if not self.fast_path(p):
+                if not self.policy.cheapest_slots_optimal(p):
                     groups.setdefault((jobs[i].model, d - a), []).append(i)
             for members in groups.values():
                 for i, result in zip(members, self.dp_batch([jobs[i] for i in members]), strict=True):
@@ -223,7 +233,9 @@ class _Engine:
         if late.size:
             self.one(jobs[int(late[0])])  # raises the error naming the job
         full_w, last_w = power * R, power * last_s
-        if o.policy == "agnostic":
+        picker = self.policy
+        assert isinstance(picker, policies.StartPicker)
+        if getattr(picker, "baseline", False):  # starts at arrival: no costs needed
             s = a
         else:
             width = int(m.max())
@@ -239,17 +251,7 @@ class _Engine:
             cost += tail
             if (m < width).any():
                 cost[cols[None, :] >= m[:, None]] = np.inf
-            if o.policy == "oracle":
-                best = np.argmin(cost, axis=1)
-            else:  # carbon-time
-                rate = (cost[:, :1] - cost[:, 1:]) / cols[None, 1:] if width > 1 else np.zeros((len(jobs), 0))
-                rate[~np.isfinite(rate)] = -np.inf
-                best = np.zeros(len(jobs), dtype=np.int64)
-                if width > 1:
-                    top = np.argmax(rate, axis=1)
-                    gain = rate[np.arange(len(jobs)), top] > 0
-                    best[gain] = top[gain] + 1
-            s = a + best
+            s = a + picker.pick(cost)
         end = s + n - 1
         carbon = (full_w * (true_p[end] - true_p[s]) + last_w * self.true_c[end]) / J_PER_KWH
         exit_s = end * R + last_s
@@ -304,14 +306,13 @@ class _Engine:
 
     def dp_batch(self, jobs: list[Job]) -> list[JobResult]:
         """Suspend-resume or wait-awhile for jobs with the same model and window length, solved together."""
-        o = self.o
+        policy = self.policy
+        assert isinstance(policy, policies.SuspendResume)
         windows = [self.window(job) for job in jobs]
         p = windows[0][0]
         C = np.stack([self.seen_c[a:d] for _, a, d in windows])
-        plans = solvers.suspend_resume_many(
-            C, p.startup_j, p.work_j, stop_ok=p.stop_ok if o.checkpoint_only else None,
-            max_resumes=o.max_resumes if o.policy == "suspend-resume" else None,
-            startup_cost=o.policy == "suspend-resume")
+        plans = solvers.suspend_resume_many(C, p.startup_j, p.work_j, stop_ok=policy.stop_ok(p),
+                                            max_resumes=policy.max_resumes, startup_cost=policy.startup_cost)
         results = []
         for job, (_, a, d), plan in zip(jobs, windows, plans, strict=True):
             if plan is None:
@@ -319,40 +320,8 @@ class _Engine:
             results.append(self.account(job, p, [(a + s, k0, k1) for s, k0, k1 in plan.blocks], d, True))
         return results
 
-    def fast_path(self, p: SlotProfile) -> bool:
-        """Free suspend & resume of a job without startup and with equal slots (but maybe the last): the
-        cheapest slots are optimal, no dynamic program needed."""
-        o = self.o
-        if p.n_startup or (o.checkpoint_only and not p.stop_ok.all()):
-            return False
-        if o.policy == "suspend-resume" and o.max_resumes is not None:
-            return False
-        w = p.work_j
-        return w.size == 1 or bool(np.all(w[:-1] == w[0]))
-
     def plan(self, job: Job, p: SlotProfile, a: int, d: int, blocked: np.ndarray | None) -> list[Block]:
-        o = self.o
-        c = self.seen_c[a:d]
-        policy = o.policy
-        if policy == "agnostic":
-            return [(solvers.first_fit(p.n_slots, blocked, d - a - p.n_slots), 0, p.n_work)]
-        if policy == "oracle":
-            return [(solvers.best_start(c, p.run_j, blocked)[0], 0, p.n_work)]
-        if policy == "carbon-time":
-            return [(solvers.carbon_time_start(c, p.run_j, blocked), 0, p.n_work)]
-        if policy == "threshold":
-            horizon = max(1, round(o.threshold_horizon_s / o.resolution_s))
-            threshold = float(np.percentile(self.seen_c[a:min(self.n, a + horizon)], o.threshold_percentile))
-            return solvers.threshold_plan(c, p.n_startup, p.n_work, threshold, blocked)
-        stop_ok = p.stop_ok if o.checkpoint_only else None
-        max_resumes = o.max_resumes if policy == "suspend-resume" else None
-        if self.fast_path(p):
-            w = p.work_j
-            masked = c if blocked is None else np.where(blocked, np.inf, c)
-            return solvers.cheapest_slots_last(masked, p.n_work, float(w[0]), float(w[-1]))
-        plan = solvers.suspend_resume(c, p.startup_j, p.work_j, stop_ok=stop_ok, max_resumes=max_resumes,
-                                      blocked=blocked, startup_cost=policy == "suspend-resume")
-        return plan.blocks
+        return self.policy.plan(policies.Request(p, self.seen_c[a:d], self.seen_c[a:], blocked))
 
     def fallback(self, job: Job, p: SlotProfile, a: int) -> list[Block]:
         assert self.usage is not None and self.o.capacity is not None

@@ -45,6 +45,7 @@ from typing import Any
 from wattwise.carbon.trace import CarbonTrace, parse_time_s, read_trace
 from wattwise.errors import ConfigError
 from wattwise.jobmodel import JobModel, ModelError, Phase, constant_from_phases
+from wattwise.schedule import policies
 from wattwise.schedule.jobs import TIME_UNITS, Job, make_job, read_jobs
 from wattwise.schedule.simulate import POLICIES, Options, simulate, summary
 from wattwise.units import parse_duration_s
@@ -59,7 +60,7 @@ _DEFAULTS: dict[str, Any] = {"policy": "suspend-resume", "length_h": 1, "wait_h"
                              "checkpoint_only": False, "capacity": None, "forecast_error": 0.0, "seed": 0,
                              "threshold_percentile": 30.0}
 #: policies whose schedule is the exact optimum of their model (with a perfect forecast)
-EXACT_POLICIES = ("oracle", "suspend-resume")
+EXACT_POLICIES = tuple(name for name in POLICIES if policies.is_exact(name))
 
 
 @dataclass
