@@ -30,7 +30,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from wattwise.measure.scenario.problems import KeyPath, Location, Problem, ScenarioError, format_path
-from wattwise.measure.scenario.yamlguard import GuardedLoader, LimitExceeded, LoadLimits, NodeBudget
+from wattwise.measure.scenario.yamlguard import GuardedLoader, LimitExceeded, LoadLimits, NodeBudget, prescan
 
 __all__ = ["Document", "LoadLimits", "deep_merge", "load_document", "parse_variables", "variable_name"]
 
@@ -175,7 +175,16 @@ class _Reader:
             return None
         self.files.append(file)
         text = self.substitute(raw, file)
-        loader = GuardedLoader(text, self.limits)
+        try:
+            prescan(text, self.limits)
+            loader = GuardedLoader(text, self.limits)
+        except LimitExceeded as exc:
+            self.problem(Location(file, exc.line), (), exc.message)
+            return None
+        except yaml.reader.ReaderError as exc:
+            line = text.count("\n", 0, max(0, exc.position)) + 1
+            self.problem(Location(file, line), (), f"YAML syntax error: character {exc.character!r} is not allowed")
+            return None
         try:
             node = loader.get_single_node()
         except LimitExceeded as exc:
@@ -194,6 +203,10 @@ class _Reader:
                     context += f" that starts on line {exc.context_mark.line + 1}"
                 reason += f" ({context})"
             self.problem(Location(file, line), (), f"YAML syntax error: {reason}")
+            return None
+        except yaml.reader.ReaderError as exc:  # a bad character found later in the stream
+            line = text.count("\n", 0, max(0, exc.position)) + 1
+            self.problem(Location(file, line), (), f"YAML syntax error: character {exc.character!r} is not allowed")
             return None
         except yaml.YAMLError as exc:
             self.problem(Location(file, 1), (), f"YAML syntax error: {exc}")
