@@ -123,7 +123,7 @@ def test_many_steps_under_the_size_limit_are_refused_by_the_prescan(tmp_path: Pa
     with pytest.raises(ScenarioError) as caught:
         load_scenario(path)
     assert caught.value.lines == [
-        "many.yml:21178: the file has more than 60,000 YAML values and structures: refused as too large"
+        "many.yml:10590: the file has more than 30,000 YAML values and structures: refused as too large"
     ]
 
 

@@ -7,9 +7,10 @@ whatever it holds:
   they are parsed;
 - mappings and lists nested deeper than `max_depth` are refused while composing (PyYAML's composer is
   recursive: 100,000 levels would end in a RecursionError);
-- at most `max_events` YAML events (scalars, mappings, lists, aliases) per file: these limits are checked
+- at most `max_events` (30,000) YAML events (scalars, mappings, lists, aliases) per file: these limits are checked
   first by libyaml's C parser (≈ 0.5 M events/s), so a huge file is refused in about a second, and what
-  PyYAML's pure-Python composer then reads (≈ 15 k events/s, needed for line numbers) stays under ≈ 4 s;
+  PyYAML's pure-Python composer then reads (≈ 8-15 k events/s with the checks, for line numbers) stays
+  under ≈ 4 s;
 - at most `max_aliases` aliases (`*name`) per file, and at most `max_nodes` values after aliases are
   expanded: a "billion laughs" file of a few hundred bytes expands to billions of values.
 """
@@ -40,7 +41,7 @@ class LoadLimits:
     max_file_bytes: int = field(default_factory=_default_max_bytes)
     max_depth: int = 64
     max_aliases: int = 1_000
-    max_events: int = 60_000  # per file, before aliases are expanded
+    max_events: int = 30_000  # per file, before aliases are expanded
     max_nodes: int = 200_000  # values after aliases and includes are expanded, over all files
 
     def describe_size(self) -> str:
