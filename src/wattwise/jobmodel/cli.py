@@ -134,6 +134,17 @@ def load_runs(specs: list[str], before: str | None, after: str | None,
     return runs
 
 
+#: pinpoint-layout power is in whole mW: figures are not printed finer than that (no `± 2.5e-15 W`)
+POWER_RESOLUTION_W = 0.001
+TIME_RESOLUTION_S = 0.001
+
+
+def _rounded(value: float, resolution: float, digits: int) -> str:
+    """`value` rounded to the measurement's resolution, then to `digits` significant digits."""
+    value = round(value / resolution) * resolution + 0.0  # + 0.0: no "-0"
+    return f"{value:.{digits}g}"
+
+
 def _print_model(model: Any, title: str) -> None:
     from rich.table import Table
 
@@ -146,14 +157,15 @@ def _print_model(model: Any, title: str) -> None:
     for i, phase in enumerate(model.phases, start=1):
         section = "startup" if i <= len(model.startup) else "work"
         table.add_row(str(i), section, phase.name, format_duration(phase.duration_s),
-                      f"{phase.power_w:.3g} W", format_si(phase.energy_j, "J"),
+                      f"≈{_rounded(phase.power_w, POWER_RESOLUTION_W, 3)} W", "≈" + format_si(phase.energy_j, "J"),
                       "yes" if phase.is_checkpoint else "")
     console.print(table)
     console.print(
-        f"startup {format_duration(model.startup_s)}, {format_si(model.startup_energy_j, 'J')} "
-        f"(= resume cost); work {format_duration(model.work_s)}, {format_si(model.work_energy_j, 'J')}; "
-        f"total {format_duration(model.duration_s)}, {format_si(model.energy_j, 'J')}, "
-        f"mean {model.mean_power_w:.3g} W; {len(model.checkpoint_ends_s)} checkpoint(s)",
+        f"startup {format_duration(model.startup_s)}, ≈{format_si(model.startup_energy_j, 'J')} "
+        f"(= resume cost); work {format_duration(model.work_s)}, ≈{format_si(model.work_energy_j, 'J')}; "
+        f"total {format_duration(model.duration_s)}, ≈{format_si(model.energy_j, 'J')}, "
+        f"mean ≈{_rounded(model.mean_power_w, POWER_RESOLUTION_W, 3)} W; "
+        f"{len(model.checkpoint_ends_s)} checkpoint(s). ≈: a model's figures are estimates.",
         highlight=False,
     )
 
@@ -207,8 +219,10 @@ def fit_command(
     for column in ("#", "section", "phase", "duration", "± (runs)", "power", "± (runs)", "samples", "ckpt"):
         table.add_column(column)
     for i, p in enumerate(result.phases, start=1):
-        table.add_row(str(i), p.section, p.name, format_duration(p.duration_s), f"{p.duration_std_s:.3g} s",
-                      f"{p.power_w:.4g} W", f"{p.power_std_w:.2g} W", str(p.samples),
+        table.add_row(str(i), p.section, p.name, format_duration(p.duration_s),
+                      f"{_rounded(p.duration_std_s, TIME_RESOLUTION_S, 3)} s",
+                      f"≈{_rounded(p.power_w, POWER_RESOLUTION_W, 4)} W",
+                      f"{_rounded(p.power_std_w, POWER_RESOLUTION_W, 2)} W", str(p.samples),
                       "yes" if p.is_checkpoint else "")
     console.print(table)
     runs_table = Table(title="Runs", title_justify="left")
@@ -216,12 +230,14 @@ def fit_command(
         runs_table.add_column(column)
     for r in result.runs:
         runs_table.add_row(r.run, format_duration(r.duration_s), f"{r.energy_events_j:.1f} J",
-                           f"{r.energy_job_j:.1f} J", f"{r.baseline_w:.3g} W" if r.baseline_w else "–")
+                           f"{r.energy_job_j:.1f} J",
+                           f"{_rounded(r.baseline_w, POWER_RESOLUTION_W, 3)} W" if r.baseline_w else "–")
     console.print(runs_table)
     model = result.model
     console.print(
-        f"model: {format_duration(model.duration_s)}, {format_si(model.energy_j, 'J')}; resume cost "
-        f"{format_duration(model.resume_cost_s)}, {format_si(model.resume_cost_j, 'J')}", highlight=False)
+        f"model: ≈{format_duration(model.duration_s)}, ≈{format_si(model.energy_j, 'J')}; resume cost "
+        f"≈{format_duration(model.resume_cost_s)}, ≈{format_si(model.resume_cost_j, 'J')} "
+        "(≈: a model's figures are estimates fitted from the runs)", highlight=False)
     for note in result.notes:
         console.print(f"note: {note}", highlight=False)
     if output is not None:
@@ -276,13 +292,15 @@ def cv_command(
     for f in result.folds:
         error = f.predicted_energy_j - f.measured_energy_j
         rel = f" ({error / f.measured_energy_j:+.1%})" if f.measured_energy_j else ""
-        table.add_row(f.run, f"{f.measured_energy_j:.1f} J", f"{f.predicted_energy_j:.1f} J",
-                      f"{error:+.1f} J{rel}", f"{f.power_rmse_w:.3g} W", f"{f.constant_power_rmse_w:.3g} W")
+        table.add_row(f.run, f"{f.measured_energy_j:.1f} J", f"≈{f.predicted_energy_j:.1f} J",
+                      f"{error:+.1f} J{rel}", f"{_rounded(f.power_rmse_w, POWER_RESOLUTION_W, 3)} W",
+                      f"{_rounded(f.constant_power_rmse_w, POWER_RESOLUTION_W, 3)} W")
     console.print(table)
     console.print(
         f"mean |energy error| {result.mean_abs_energy_error_j:.1f} J; mean power RMSE "
-        f"{result.mean_power_rmse_w:.3g} W (a flat model of the same energy and length: "
-        f"{result.mean_constant_power_rmse_w:.3g} W)", highlight=False)
+        f"{_rounded(result.mean_power_rmse_w, POWER_RESOLUTION_W, 3)} W (a flat model of the same energy and "
+        f"length: {_rounded(result.mean_constant_power_rmse_w, POWER_RESOLUTION_W, 3)} W); ≈: predicted by the "
+        "model", highlight=False)
 
 
 @model_app.command("plot")

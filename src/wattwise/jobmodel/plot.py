@@ -7,6 +7,7 @@ time axis (time since each run's job start), or overlaid in one panel.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from wattwise.jobmodel.model import JobModel
 from wattwise.jobmodel.pinpoint import PowerRun
 
 FORMATS = (".png", ".svg")
+#: the trend's Gaussian σ is at most this fraction of the shortest phase (a longer σ draws ramps that the
+#: samples do not have, e.g. a 2 s σ on a 4 s run)
+MAX_SIGMA_FRACTION = 0.25
 
 
 def smooth(power_w: np.ndarray, interval_s: float, sigma_s: float) -> np.ndarray:
@@ -26,6 +30,31 @@ def smooth(power_w: np.ndarray, interval_s: float, sigma_s: float) -> np.ndarray
     if sigma_s <= 0 or interval_s <= 0 or len(power_w) < 2:
         return power_w.astype(float)
     return gaussian_filter1d(power_w.astype(float), sigma_s / interval_s, mode="nearest")
+
+
+def phase_lengths_s(run: PowerRun) -> list[float]:
+    """Lengths of the run's phases: the spans between consecutive distinct event times (launch and exit
+    included), or the whole window without events; spans shorter than two samples are no phases to smooth."""
+    times = sorted({e.time_s for e in run.events} | {t for t in (run.launch_s, run.exit_s) if t is not None})
+    interval = _interval(run)
+    spans = [b - a for a, b in itertools.pairwise(times) if b - a >= 2 * interval]
+    if not spans:
+        spans = [float(run.end_s - run.start_s)]
+    return spans
+
+
+def effective_sigma_s(run: PowerRun, sigma_s: float) -> float:
+    """`sigma_s`, capped at MAX_SIGMA_FRACTION of the run's shortest phase."""
+    if sigma_s <= 0:
+        return 0.0
+    return min(sigma_s, MAX_SIGMA_FRACTION * min(phase_lengths_s(run)))
+
+
+def _trend_label(asked_s: float, used_s: float) -> str:
+    if used_s <= 0:
+        return "trend (no smoothing)"
+    capped = f", capped from {asked_s:g} s at ¼ of the shortest phase" if used_s < asked_s else ""
+    return f"trend (Gaussian σ = {used_s:.2g} s{capped})"
 
 
 def _check_output(path: Path) -> str:
@@ -73,8 +102,9 @@ def plot_run(run: PowerRun, output: str | Path, *, model: JobModel | None = None
     try:
         ax.plot(times, power, ".", ms=2.5, alpha=0.35, color="tab:blue", label="samples",
                 rasterized=len(power) > 5000)  # keeps SVGs of long runs small
-        ax.plot(times, smooth(power, _interval(run), sigma_s), "-", lw=1.6, color="tab:blue",
-                label=f"trend (Gaussian σ = {sigma_s:g} s)")
+        used = effective_sigma_s(run, sigma_s)
+        ax.plot(times, smooth(power, _interval(run), used), "-", lw=1.6, color="tab:blue",
+                label=_trend_label(sigma_s, used))
         if model is not None:
             xs, ys = _model_steps(model)
             ax.plot(xs, ys, "-", lw=1.6, color="tab:red", label="model")
@@ -125,7 +155,8 @@ def plot_runs(runs: Sequence[PowerRun], output: str | Path, *, model: JobModel |
             ax = axes[i if layout == "stacked" else 0][0]
             origin = _origin(run, start)
             color = colors[i % len(colors)]
-            ax.plot(run.times_s - origin, smooth(run.power_w, _interval(run), sigma_s), "-", lw=1.3,
+            used = effective_sigma_s(run, sigma_s)
+            ax.plot(run.times_s - origin, smooth(run.power_w, _interval(run), used), "-", lw=1.3,
                     color=color, label=run.name)
             if model is not None and (layout == "stacked" or i == 0):
                 xs, ys = _model_steps(model)
@@ -138,7 +169,8 @@ def plot_runs(runs: Sequence[PowerRun], output: str | Path, *, model: JobModel |
             axes[0][0].set_ylabel("power (W)")
             axes[0][0].legend(loc="upper right", fontsize=7)
         axes[-1][0].set_xlabel("time since job start (s)")
-        fig.suptitle(title or f"{len(runs)} runs, Gaussian trend σ = {sigma_s:g} s")
+        fig.suptitle(title or f"{len(runs)} runs, Gaussian trend σ ≤ {sigma_s:g} s "
+                     f"(at most ¼ of each run's shortest phase)")
         fig.tight_layout()
         output.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(output, format=fmt, dpi=120)
