@@ -91,7 +91,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     config = base / "prometheus.yml"
     config.write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        f"rule_files:\n  - {ASSETS / 'recording-rules.yml'}\n"
+        f"rule_files:\n  - {ASSETS / 'recording-rules.yml'}\n  - {ASSETS / 'ceems-recording-rules.yml'}\n"
         "scrape_configs:\n  - job_name: wattwise\n    static_configs:\n"
         f"      - targets: ['127.0.0.1:{exporter_port}']\n")
     prometheus = subprocess.Popen(
@@ -282,3 +282,24 @@ def test_recording_rules_pass_promtool_unit_tests() -> None:
     for name in sorted(p.name for p in tests.glob("*_test.yml")):
         done = subprocess.run([tool, "test", "rules", name], cwd=tests, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, f"promtool test rules {name}:\n{done.stdout}\n{done.stderr}"
+
+
+def test_ceems_named_series_are_recorded(stack: Stack) -> None:
+    """The CEEMS names (assets/ceems-recording-rules.yml) exist in the real Prometheus for job 77, host power
+    and GPU power adding up to wattwise's unit power."""
+    def query(expression: str) -> dict[str, float]:
+        deadline = time.monotonic() + 30  # hang guard: rules are evaluated every second
+        while True:
+            result = httpx.get(f"{stack.prometheus_url}/api/v1/query", params={"query": expression}).json()
+            if result["data"]["result"] or time.monotonic() > deadline:
+                return {r["metric"].get("uuid", ""): float(r["value"][1]) for r in result["data"]["result"]}
+            time.sleep(0.5)
+
+    host = query('uuid:ceems_host_power_watts:pue{uuid="77"}')
+    gpu = query('uuid:ceems_gpu_power_watts:pue{uuid="77"}')
+    total = query('label_replace(wattwise_unit_power_watts{unit="77"}, "uuid", "$1", "unit", "(.*)")')
+    assert gpu["77"] == pytest.approx(1.2 * 61.5)
+    assert host["77"] + gpu["77"] == pytest.approx(total["77"])
+    assert query('uuid:ceems_host_emissions_g_s:pue{uuid="77"}')["77"] > 0
+    assert set(query("ceems_compute_unit_cpu_user_seconds_total")) == {"77", "3f4e8a1c2b7d", "a1b2c3d4e5f6",
+                                                                      "nginx.service"}

@@ -210,18 +210,22 @@ def exported_metric_names() -> set[str]:
         for (metric, _), _ in parse_samples(text).items():
             names_found.add(metric)
     return names_found | {"wattwise_gpu_power_watts", "wattwise_gpu_energy_joules_total",
-                          "wattwise_node_estimated_power_watts", "wattwise_ipmi_power_watts"}
+                          "wattwise_node_estimated_power_watts", "wattwise_ipmi_power_watts",
+                          "wattwise_unit_gpu_power_watts", "wattwise_unit_gpu_energy_joules_total",
+                          "wattwise_unit_info"}  # exported with GPUs, VMs or pods (other test files)
 
 
-def test_recording_rules_pass_promtool_and_use_exported_metrics() -> None:
+@pytest.mark.parametrize("rules", ["recording-rules.yml", "ceems-recording-rules.yml"])
+def test_recording_rules_pass_promtool_and_use_exported_metrics(rules: str) -> None:
     tool = shutil.which("promtool")
     if tool is None:
         pytest.skip("promtool is not installed")
-    path = ASSETS / "recording-rules.yml"
+    path = ASSETS / rules
     done = subprocess.run([tool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
-    known = exported_metric_names()
-    for group in yaml.safe_load(path.read_text())["groups"]:
+    groups = yaml.safe_load(path.read_text())["groups"]
+    known = exported_metric_names() | {r["record"] for g in groups for r in g["rules"]}
+    for group in groups:
         for rule in group["rules"]:
             for selector in selectors(rule["expr"]):
                 assert selector.name in known, (rule["record"], selector.name)
@@ -314,7 +318,8 @@ def test_monitor_api_and_proxy_commands_serve(tmp_path: Path) -> None:
     from tests.monitor.conftest import free_port
 
     access = tmp_path / "access.yml"
-    access.write_text("admins: [ops]\ntrusted_header: X-Grafana-User\nprojects:\n  astro: [alice]\n")
+    access.write_text("admins: [ops]\ntrusted_header: X-Grafana-User\ntrusted_proxies: [127.0.0.1]\n"
+                      "projects:\n  astro: [alice]\n")
     db = str(tmp_path / "monitor.db")
     api_port, proxy_port = free_port(), free_port()
     api = _serve(["monitor-api", "--listen", f"127.0.0.1:{api_port}", "--prometheus", "http://127.0.0.1:9",
