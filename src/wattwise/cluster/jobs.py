@@ -47,6 +47,8 @@ from wattwise.cluster.submission import JobRequest, validate_request
 from wattwise.errors import WattwiseError
 from wattwise.store.models import utcnow
 
+MAX_JOB_ID = 2**31 - 1  # job ids are 32-bit integers in the database
+
 
 class _Statements:
     """The hot-path statements, built once per dialect with bound parameters (building and hashing a
@@ -149,6 +151,8 @@ class JobQueue:
         return infos
 
     def get_job(self, job_id: int) -> JobInfo:
+        if not 1 <= job_id <= MAX_JOB_ID:  # the database would refuse to compare (or overflow on) such a number
+            raise WattwiseError(f"no cluster job with id {job_id}")
         with self.db.transaction(write=False) as connection:
             row = connection.execute(select(JOBS).where(JOBS.c.id == job_id)).mappings().first()
         if row is None:
@@ -218,6 +222,8 @@ class JobQueue:
     def cancel(self, job_id: int) -> str:
         """WAITING → CANCELLED at once; RUNNING → cancel requested (its client stops it and marks it
         CANCELLED). Returns the new state text."""
+        if not 1 <= job_id <= MAX_JOB_ID:
+            raise WattwiseError(f"no cluster job with id {job_id}")
         with self.db.transaction() as connection:
             query = select(JOBS.c.state).where(JOBS.c.id == job_id)
             if self.db.is_postgres:

@@ -111,6 +111,17 @@ def validate_request(request: JobRequest) -> dict[str, Any]:
     if not isinstance(request.max_attempts, int) or not 1 <= request.max_attempts <= 100:
         raise WattwiseError(f"--max-attempts must be 1 to 100, got {request.max_attempts!r}")
     values["max_attempts"] = request.max_attempts
+    if request.machine_id:
+        validate_machine_id(request.machine_id, "--machine")
     values["machine_id"] = request.machine_id or None
+    _refuse_nul(values)
     return values
+
+
+def _refuse_nul(values: dict[str, Any]) -> None:
+    """Databases cannot store NUL characters in text (PostgreSQL refuses them): say so instead of failing."""
+    for key, value in values.items():
+        texts = value if isinstance(value, list) else list(value.values()) if isinstance(value, dict) else [value]
+        if any(isinstance(t, str) and "\0" in t for t in texts):
+            raise WattwiseError(f"the job's {key} contains a NUL character, which cannot be stored")
 

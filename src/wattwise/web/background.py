@@ -5,7 +5,10 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
+
+from wattwise.web.serving import proxy_settings
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -15,15 +18,25 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class BackgroundServer:
-    """`with BackgroundServer(app) as server: httpx.get(server.url + "/api")` — uvicorn in a daemon thread."""
+    """`with BackgroundServer(app) as server: httpx.get(server.url + "/api")` — uvicorn in a daemon thread,
+    with the same proxy trust as `wattwise serve` (forwarded headers only from `trusted_proxies`)."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", start_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        start_timeout_s: float = 30.0,
+        *,
+        trusted_proxies: Sequence[str] = (),
+        log_level: str = "warning",
+    ) -> None:
         import uvicorn
 
         self.port = free_port(host)
         self.url = f"http://{host}:{self.port}"
         self.start_timeout_s = start_timeout_s
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=self.port, log_level="warning"))
+        config = uvicorn.Config(app, host=host, port=self.port, log_level=log_level, **proxy_settings(trusted_proxies))
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True, name="wattwise-uvicorn")
 
     def __enter__(self) -> BackgroundServer:

@@ -23,23 +23,37 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     read_only: Annotated[bool, typer.Option("--read-only", help="Refuse every write request.")] = False,
     read_requires_token: Annotated[bool, typer.Option("--private", help="Require a token for reading too.")] = False,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-proxy",
+            help="A reverse proxy (IP address or network) whose X-Forwarded-For/-Proto are believed; repeatable. "
+            "Without it the client address is the socket's peer, whatever the headers say.",
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Serve the JSON API (/api, OpenAPI at /docs) and the dashboard (/).
 
     Reading is open; writing needs `Authorization: Bearer <token>` (see `wattwise tokens create`).
+    Forwarded headers are ignored unless they come from a --trusted-proxy.
 
-    Example: wattwise serve --port 8000 --db runs.db
+    Examples:
+      wattwise serve --port 8000 --db runs.db
+      wattwise serve --host 0.0.0.0 --trusted-proxy 10.0.0.5 --private   # behind nginx on 10.0.0.5
     """
     import uvicorn
 
     from wattwise.web.app import create_app
+    from wattwise.web.serving import proxy_settings
 
+    proxies = proxy_settings(trusted_proxy or [])
     app = create_app(
         store=open_store(db), read_only=read_only, read_requires_token=read_requires_token, warm_caches=True
     )
-    console.print(f"wattwise dashboard on http://{host}:{port}/  (API docs: /docs)")
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    trust = ", ".join(trusted_proxy or []) or "none (client address from the socket)"
+    console.print(f"wattwise dashboard on http://{host}:{port}/  (API docs: /docs; trusted proxies: {trust})")
+    uvicorn.run(app, host=host, port=port, log_level="info", **proxies)
 
 
 @tokens_app.command("create")

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from pydantic import BaseModel, Field
 
+from wattwise.cluster.jobs import MAX_JOB_ID
 from wattwise.cluster.models import JobState
 from wattwise.cluster.queue import ClusterQueue
-from wattwise.cluster.submission import JobRequest
+from wattwise.cluster.submission import MACHINE_ID_RE, JobRequest
 from wattwise.errors import WattwiseError
 from wattwise.store import Store
 from wattwise.web.deps import get_store, require_read, require_write
@@ -24,6 +25,8 @@ def _queue(store: Annotated[Store, Depends(get_store)]) -> ClusterQueue:
 
 
 QueueDep = Annotated[ClusterQueue, Depends(_queue)]
+JobPath = Annotated[int, Path(ge=1, le=MAX_JOB_ID, description="job id")]
+MachinePath = Annotated[str, Path(pattern=MACHINE_ID_RE.pattern, description="machine id")]
 
 
 class JobSubmit(BaseModel):
@@ -52,9 +55,11 @@ def _job_or_404(queue: ClusterQueue, job_id: int) -> Any:
 def list_jobs(
     queue: QueueDep,
     state: Annotated[list[str] | None, Query(description="WAITING, RUNNING, FINISHED, FAILED, CANCELLED")] = None,
-    machine: Annotated[str | None, Query(description="Jobs for or run on this machine")] = None,
+    machine: Annotated[
+        str | None, Query(pattern=MACHINE_ID_RE.pattern, description="Jobs for or run on this machine")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_JOB_ID)] = 0,
 ) -> list[dict[str, Any]]:
     try:
         jobs = queue.jobs.list_jobs(state=state, machine_id=machine, limit=limit, offset=offset)
@@ -90,12 +95,12 @@ def submit_job(queue: QueueDep, body: JobSubmit) -> dict[str, Any]:
 
 
 @router.get("/jobs/{job_id}", summary="One job")
-def get_job(queue: QueueDep, job_id: int) -> dict[str, Any]:
+def get_job(queue: QueueDep, job_id: JobPath) -> dict[str, Any]:
     return _job_or_404(queue, job_id).to_dict()
 
 
 @router.post("/jobs/{job_id}/cancel", summary="Cancel a job", dependencies=[Depends(require_write)])
-def cancel_job(queue: QueueDep, job_id: int) -> dict[str, Any]:
+def cancel_job(queue: QueueDep, job_id: JobPath) -> dict[str, Any]:
     _job_or_404(queue, job_id)
     try:
         result = queue.jobs.cancel(job_id)
@@ -117,7 +122,7 @@ def list_machines(queue: QueueDep) -> list[dict[str, Any]]:
 
 
 @router.get("/machines/{machine_id}", summary="One machine")
-def get_machine(queue: QueueDep, machine_id: str) -> dict[str, Any]:
+def get_machine(queue: QueueDep, machine_id: MachinePath) -> dict[str, Any]:
     machine = queue.machines.find(machine_id)
     if machine is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no machine {machine_id!r}")
@@ -125,7 +130,7 @@ def get_machine(queue: QueueDep, machine_id: str) -> dict[str, Any]:
 
 
 @router.get("/machines/{machine_id}/waiting", summary="Jobs waiting for a machine (its own and any-machine jobs)")
-def machine_waiting(queue: QueueDep, machine_id: str) -> dict[str, Any]:
+def machine_waiting(queue: QueueDep, machine_id: MachinePath) -> dict[str, Any]:
     machine = queue.machines.find(machine_id)
     if machine is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no machine {machine_id!r}")
@@ -162,7 +167,9 @@ def waiting(queue: QueueDep) -> dict[str, Any]:
 @router.get("/status", summary="Machines, jobs per state and the latest status history")
 def cluster_status(
     queue: QueueDep,
-    machine: Annotated[str | None, Query(description="History of this machine only")] = None,
+    machine: Annotated[
+        str | None, Query(pattern=MACHINE_ID_RE.pattern, description="History of this machine only")
+    ] = None,
     history: Annotated[int, Query(ge=0, le=1000)] = 50,
 ) -> dict[str, Any]:
     now = queue.db.db_now()

@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
 
 from wattwise.errors import WattwiseError
 from wattwise.store.models import RunStatus
@@ -97,9 +98,18 @@ def template_globals() -> dict[str, Any]:
     }
 
 
+@pass_context
+def _url_path_for(context: dict[str, Any], name: str, /, **path_params: Any) -> str:
+    """Templates' `url_for`: a path (under the app's root path), never an absolute URL, so the Host header a
+    client sends never ends up in the page (`<script src="http://evil.example/…">`)."""
+    request: Request = context["request"]
+    return request.scope.get("root_path", "") + str(request.app.url_path_for(name, **path_params))
+
+
 def _templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(TEMPLATES))
     templates.env.globals.update(template_globals())
+    templates.env.globals["url_for"] = _url_path_for
     return templates
 
 
