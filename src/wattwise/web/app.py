@@ -50,7 +50,7 @@ def create_app(
         title="wattwise",
         version=__version__,
         description="Energy and carbon of measured runs: runs, phases, measurements, comparisons.",
-        docs_url="/docs",
+        docs_url=None,  # /docs: Swagger UI from local files (pages.mount_docs), not from a CDN
         openapi_url="/openapi.json",
     )
     app.state.store = store
@@ -66,6 +66,7 @@ def create_app(
     app.include_router(timeline.router)
     app.state.has_cluster = True
     pages.mount(app)
+    pages.mount_docs(app)
     app.add_middleware(AllowHeaderMiddleware)
     return app
 

@@ -124,6 +124,25 @@ def _ids(*values: str | None) -> list[int]:
     return out
 
 
+def mount_docs(app: FastAPI) -> None:
+    """/docs: Swagger UI with its own files (the swagger-ui-bundle package) served from /swagger-ui,
+    so the API documentation works on machines without internet access."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/swagger-ui", StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} — API",
+            swagger_js_url="/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/swagger-ui/favicon-32x32.png",
+        )
+
+
 def mount(app: FastAPI) -> None:
     templates = _templates()
 
