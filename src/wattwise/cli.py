@@ -23,7 +23,7 @@ COMMAND_MODULES = [
     "wattwise.providers.cli",
     "wattwise.jobmodel.cli",
     "wattwise.schedule.cli",
-    "wattwise.executors.cli",
+    "wattwise.closedloop.cli",  # `slurm submit|status|report`
     "wattwise.web.cli",
     "wattwise.cluster.cli",
     "wattwise.monitor.cli",

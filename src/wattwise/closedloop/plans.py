@@ -1,0 +1,55 @@
+"""Plans executed on Slurm, stored in the wattwise database (SQLite by default, PostgreSQL for teams)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Integer, String, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from wattwise.errors import WattwiseError
+from wattwise.store import Store
+from wattwise.store.models import Base, utcnow
+
+__all__ = ["SlurmPlan", "get_plan", "save_plan", "update_plan"]
+
+
+class SlurmPlan(Base):
+    __tablename__ = "slurm_plans"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    name: Mapped[str] = mapped_column(String(200))
+    mode: Mapped[str] = mapped_column(String(16))  # chain
+    status: Mapped[str] = mapped_column(String(16))  # submitting | submitted | done | cancelled | failed
+    checkpoint_dir: Mapped[str] = mapped_column(String(1000))
+    model: Mapped[dict[str, Any]] = mapped_column(JSON)
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    jobs: Mapped[list[Any]] = mapped_column(JSON)  # [{"index", "job_id", "argv"}]
+    sbatch_args: Mapped[list[str]] = mapped_column(JSON)
+
+
+def save_plan(store: Store, **fields: Any) -> int:
+    with store.session() as session:
+        row = SlurmPlan(**fields)
+        session.add(row)
+        session.flush()
+        return int(row.id)
+
+
+def update_plan(store: Store, plan_id: int, **fields: Any) -> None:
+    with store.session() as session:
+        row = session.get(SlurmPlan, plan_id)
+        if row is None:
+            raise WattwiseError(f"no Slurm plan with id {plan_id}")
+        for key, value in fields.items():
+            setattr(row, key, value)
+
+
+def get_plan(store: Store, plan_id: int) -> SlurmPlan:
+    with store.session() as session:
+        row = session.scalars(select(SlurmPlan).where(SlurmPlan.id == plan_id)).first()
+        if row is None:
+            raise WattwiseError(f"no Slurm plan with id {plan_id} in {store.url}: see `wattwise slurm submit`")
+        return row

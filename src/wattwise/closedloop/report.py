@@ -1,0 +1,186 @@
+"""What a plan's segments really did: Slurm's record of each job, and planned vs actual energy and carbon.
+
+Each segment's actual start and end come from `sacct` where the cluster keeps accounting, else from `scontrol`
+(while the controller still holds the job). Its energy is `sacct`'s ConsumedEnergy where the cluster has an
+energy plugin; otherwise it is the job model's energy for the time the segment really ran (marked `≈`, source
+`model`). Its carbon is that power profile integrated over the intensity observed in the carbon data given for
+the report (by default the data it was planned on). A resume's restart cost (the startup again) is reported
+per segment, as planned and as paid.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from wattwise.carbon.trace import CarbonTrace
+from wattwise.closedloop.chain import DONE_FILE, cancel_jobs
+from wattwise.closedloop.plan import ChainPlan, Segment
+from wattwise.jobmodel import JobModel
+from wattwise.units import J_PER_KWH
+
+__all__ = ["JobRecord", "job_records", "plan_report", "reconcile"]
+
+_FINISHED = {"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY", "DEADLINE",
+             "BOOT_FAIL"}
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    job_id: int
+    state: str
+    start_s: float | None
+    end_s: float | None
+    exit_code: str | None
+    energy_j: float | None  # sacct ConsumedEnergyRaw where an energy plugin counts it
+
+    @property
+    def finished(self) -> bool:
+        return self.state.split()[0] in _FINISHED
+
+
+def _time(text: str | None) -> float | None:
+    if not text or text in ("Unknown", "None", "N/A"):
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S").timestamp()  # the controller's local time
+    except ValueError:
+        return None
+
+
+def _sacct(job_ids: list[int], env: dict[str, str] | None) -> dict[int, JobRecord] | None:
+    try:
+        done = subprocess.run(
+            ["sacct", "-n", "-P", "-X", "-j", ",".join(map(str, job_ids)),
+             "--format=JobIDRaw,State,Start,End,ExitCode,ConsumedEnergyRaw"],
+            capture_output=True, text=True, timeout=60, env=env, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None  # no accounting storage on this cluster
+    records = {}
+    for line in done.stdout.splitlines():
+        parts = line.split("|")
+        if len(parts) < 6 or not parts[0].isdigit():
+            continue
+        energy = float(parts[5]) if parts[5].strip().isdigit() and int(parts[5]) > 0 else None
+        records[int(parts[0])] = JobRecord(int(parts[0]), parts[1], _time(parts[2]), _time(parts[3]), parts[4],
+                                           energy)
+    return records
+
+
+def _scontrol(job_id: int, env: dict[str, str] | None) -> JobRecord | None:
+    try:
+        done = subprocess.run(["scontrol", "-o", "show", "job", str(job_id)], capture_output=True, text=True,
+                              timeout=60, env=env, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    fields = dict(re.findall(r"(\w+)=(\S*)", done.stdout))
+    state = fields.get("JobState", "UNKNOWN")
+    start = _time(fields.get("StartTime")) if state != "PENDING" else None
+    end = _time(fields.get("EndTime")) if state.split()[0] in _FINISHED else None
+    return JobRecord(job_id, state, start, end, fields.get("ExitCode"), None)
+
+
+def job_records(job_ids: list[int], env: dict[str, str] | None = None) -> dict[int, JobRecord]:
+    """Slurm's record of each job: sacct where accounting exists, else scontrol; jobs neither knows are absent."""
+    records = _sacct(job_ids, env) or {}
+    for job_id in job_ids:
+        if job_id not in records:
+            record = _scontrol(job_id, env)
+            if record is not None:
+                records[job_id] = record
+    return records
+
+
+def reconcile(checkpoint_dir: Path, jobs: list[dict[str, Any]], records: dict[int, JobRecord],
+              env: dict[str, str] | None = None) -> list[int]:
+    """When the job has written `done`, cancel the segments that have not started yet. Returns those ids."""
+    if not (checkpoint_dir / DONE_FILE).exists():
+        return []
+    waiting = [j["job_id"] for j in jobs if j["job_id"] in records and records[j["job_id"]].state == "PENDING"]
+    cancel_jobs(waiting, env)
+    return waiting
+
+
+def _profile(model: JobModel, segment: Segment, start_s: float, end_s: float) -> list[tuple[float, float, float]]:
+    """(t0, t1, power_w) in wall time of a segment that ran from start_s to end_s: its startup, then its work."""
+    out = []
+    run_s = max(0.0, end_s - start_s)
+    for a, b, power in model.segments():
+        if b <= model.startup_s:  # startup phase: job time = time since the segment's start
+            lo, hi = a, min(b, run_s)
+            if hi > lo:
+                out.append((start_s + lo, start_s + hi, power))
+        else:  # work phase: job time = startup + work done before + time since the startup ended
+            offset = segment.work_from_s
+            lo = max(a, model.startup_s + segment.work_from_s)
+            hi = min(b, model.startup_s + segment.work_from_s + max(0.0, run_s - model.startup_s))
+            if hi > lo:
+                out.append((start_s + lo - offset, start_s + hi - offset, power))
+    return out
+
+
+def _carbon(profile: list[tuple[float, float, float]], trace: CarbonTrace) -> float | None:
+    if not profile:
+        return 0.0
+    if profile[0][0] < trace.start_s or profile[-1][1] > trace.end_s:
+        return None
+    return sum(p * float(trace.integral(b) - trace.integral(a)) for a, b, p in profile) / J_PER_KWH
+
+
+def plan_report(plan: ChainPlan, model: JobModel, jobs: list[dict[str, Any]], records: dict[int, JobRecord],
+                trace: CarbonTrace) -> dict[str, Any]:
+    """Per segment planned vs actual start, end, energy and carbon; totals planned vs actual vs agnostic."""
+    rows = []
+    for segment in plan.segments:
+        job_id = next((j["job_id"] for j in jobs if j["index"] == segment.index), None)
+        record = records.get(job_id) if job_id is not None else None
+        row: dict[str, Any] = {
+            "index": segment.index, "job_id": job_id, "resume": segment.resume,
+            "planned_start_s": segment.begin_s, "planned_end_s": segment.end_s,
+            "planned_energy_j": segment.energy_j, "planned_carbon_g": segment.carbon_g,
+            "planned_restart_energy_j": segment.restart_energy_j,
+            "state": record.state if record else "UNKNOWN",
+            "start_s": record.start_s if record else None, "end_s": record.end_s if record else None,
+            "energy_j": None, "energy_source": None, "estimated": None, "carbon_g": None,
+            "restart_energy_j": None, "start_delay_s": None,
+        }
+        if record is not None and record.start_s is not None:
+            row["start_delay_s"] = record.start_s - segment.begin_s
+            if record.end_s is not None:
+                profile = _profile(model, segment, record.start_s, record.end_s)
+                modelled = sum((b - a) * p for a, b, p in profile)
+                startup_paid = sum((b - a) * p for a, b, p in profile
+                                   if a < record.start_s + model.startup_s)
+                if record.energy_j is not None:
+                    row.update(energy_j=record.energy_j, energy_source="sacct", estimated=False)
+                    scale = record.energy_j / modelled if modelled > 0 else 1.0
+                else:
+                    row.update(energy_j=modelled, energy_source="model", estimated=True)
+                    scale = 1.0
+                carbon = _carbon(profile, trace)
+                row["carbon_g"] = None if carbon is None else carbon * scale
+                row["restart_energy_j"] = startup_paid * scale if segment.resume else 0.0
+        rows.append(row)
+    done = [r for r in rows if r["energy_j"] is not None]
+    actual_energy = sum(r["energy_j"] for r in done) if done else None
+    carbons = [r["carbon_g"] for r in done]
+    actual_carbon = sum(carbons) if done and all(c is not None for c in carbons) else None
+    return {
+        "policy": plan.policy,
+        "segments": rows,
+        "restarts_planned": plan.restarts,
+        "restarts_paid": sum(1 for r in rows if r["resume"] and r["restart_energy_j"]),
+        "planned": {"energy_j": plan.energy_j, "carbon_g": plan.carbon_g},
+        "actual": {"energy_j": actual_energy, "carbon_g": actual_carbon,
+                   "estimated": any(r["estimated"] for r in done), "segments_finished": len(done)},
+        "agnostic": {"energy_j": plan.agnostic_energy_j, "carbon_g": plan.agnostic_carbon_g},
+        "carbon_source": trace.source,
+    }
