@@ -91,7 +91,8 @@ def test_suspend_resume_plan_runs_in_its_windows_and_does_the_work_once(run_cli,
 
     report = json.loads(run_cli("slurm", "report", str(result["plan_id"]), "--db", str(db), "--json",
                                 env=slurm_env, check=True).stdout)
-    for row, segment in zip(report["segments"], plan["segments"], strict=True):
+    assert len(report["segments"]) == len(plan["segments"])
+    for row in report["segments"]:
         # each segment started inside its planned window, give or take the controller's scheduling passes
         assert -1 <= row["start_delay_s"] <= GRANULARITY_S, row
         assert row["energy_source"] == "model" and row["estimated"] is True  # no energy plugin on this cluster
