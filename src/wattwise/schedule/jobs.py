@@ -40,7 +40,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from wattwise.errors import WattwiseError
+from wattwise.errors import JobTraceError as JobTraceError
 from wattwise.jobmodel import JobModel, ModelError, constant, constant_from_phases, ml
 
 DEFAULT_CPU_POWER_W = 10.0
@@ -49,10 +49,6 @@ TIME_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0}
 JOB_KINDS = ("constant", "phases", "ml", "mocked-constant-from-phases")
 _REQUIRED = ("arrival_time", "length", "cpus")
 _KNOWN = (*_REQUIRED, "name", "args", "waiting_time")
-
-
-class JobTraceError(WattwiseError):
-    """A job trace file is not valid; the message names the file and the line."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from wattwise.carbon import forecast
 from wattwise.carbon.trace import CarbonTrace
 from wattwise.errors import ConfigError, WattwiseError
 from wattwise.jobmodel import JobModel
@@ -55,6 +56,12 @@ class Options:
     capacity: int | None = None
     forecast_error: float = 0.0
     seed: int = 0
+    #: see wattwise.carbon.forecast: multiplicative (default), additive, ar1 or issued (forecast_file)
+    forecast_model: str = "multiplicative"
+    forecast_phi: float = 0.9
+    #: ar1: ((lead_h, relative error), ...); None = forecast.DEFAULT_PROFILE
+    forecast_profile: tuple[tuple[float, float], ...] | None = None
+    forecast_file: str | None = None
     threshold_percentile: float = 30.0
     threshold_horizon_s: float = 86400.0
     origin_s: float | None = None
@@ -72,6 +79,13 @@ class Options:
             raise ConfigError(f"capacity must be ≥ 1 CPU, got {self.capacity}")
         if self.forecast_error < 0:
             raise ConfigError(f"forecast error must be ≥ 0, got {self.forecast_error}")
+        if self.forecast_model not in forecast.MODELS:
+            raise ConfigError(f"unknown forecast model {self.forecast_model!r}; allowed: "
+                              f"{', '.join(forecast.MODELS)}")
+        if self.forecast_model == "issued" and not self.forecast_file:
+            raise ConfigError("the issued forecast model needs a forecast file (issue_time,target_time,g_per_kwh)")
+        if not -1 < self.forecast_phi < 1:
+            raise ConfigError(f"the AR(1) coefficient must be in (-1, 1), got {self.forecast_phi}")
         if not 0 <= self.threshold_percentile <= 100:
             raise ConfigError(f"threshold percentile must be in [0, 100], got {self.threshold_percentile}")
 
@@ -96,12 +110,15 @@ class JobResult:
     deadline_met: bool
     agnostic_carbon_g: float = math.nan
     agnostic_energy_j: float = math.nan
+    #: energy and carbon of the startups after the first (every resume repeats the startup), included above
+    restart_energy_j: float = 0.0
+    restart_carbon_g: float = 0.0
     blocks: list[Block] = field(default_factory=list, repr=False)
 
 
 CSV_COLUMNS = ("id", "arrival_s", "start_s", "exit_s", "waiting_s", "energy_j", "carbon_g", "interruptions",
                "policy", "cpus", "length_s", "startup_s", "deadline_s", "run_s", "starts", "deadline_met",
-               "agnostic_carbon_g", "agnostic_energy_j")
+               "agnostic_carbon_g", "agnostic_energy_j", "restart_energy_j", "restart_carbon_g")
 
 
 @dataclass
@@ -124,6 +141,11 @@ class Simulation:
             "waiting_s_mean": math.fsum(x.waiting_s for x in r) / len(r) if r else 0.0,
             "interruptions": sum(x.interruptions for x in r),
             "deadlines_missed": sum(not x.deadline_met for x in r),
+            # restart accounting: every resume repeats the startup and is billed (energy_j and carbon_g
+            # include these); subtract them to compare with results that bill no restart
+            "restarts": sum(x.starts - 1 for x in r),
+            "restart_energy_j": math.fsum(x.restart_energy_j for x in r),
+            "restart_carbon_g": math.fsum(x.restart_carbon_g for x in r),
         }
 
 
@@ -146,14 +168,14 @@ def simulate(jobs: Sequence[Job], trace: CarbonTrace, options: Options, *,
         raise ConfigError(f"the simulation start is before the carbon trace ({trace.source}) begins")
     n = trace.n_slots(origin, R)
     true_c = trace.slots(origin, R, n)
-    seen_c = (forecast_intensity(trace, options.forecast_error, options.seed).slots(origin, R, n)
-              if options.forecast_error > 0 else true_c)
-    results = _Engine(options, true_c, seen_c, n).run(jobs, progress)
+    source = make_forecast(trace, options, origin, n, true_c)
+    seen_c = source.values() if source.fixed else true_c
+    results = _Engine(options, true_c, source, n).run(jobs, progress)
     base: list[JobResult] | None = None
     if getattr(_make_policy(options), "baseline", False):
         base = results
     elif baseline:
-        base = _Engine(replace(options, policy=BASELINE), true_c, seen_c, n).run(jobs, None)
+        base = _Engine(replace(options, policy=BASELINE), true_c, source, n).run(jobs, None)
     if base is not None:
         by_id = {r.id: r for r in base}
         for r in results:
@@ -169,12 +191,30 @@ def _make_policy(options: Options) -> policies.Policy:
     return policies.create(options.policy, settings)
 
 
+def make_forecast(trace: CarbonTrace, options: Options, origin: float, n: int,
+                  true_c: np.ndarray) -> forecast.Forecast:
+    """The forecast the policies decide on (module doc of wattwise.carbon.forecast)."""
+    model = options.forecast_model
+    if model in ("multiplicative", "additive") and options.forecast_error <= 0:
+        model = "perfect"
+    source = forecast.Forecast(true_c, model, options.forecast_error, options.seed, options.forecast_phi,
+                               options.forecast_profile or forecast.DEFAULT_PROFILE, options.resolution_s, origin)
+    if model == "multiplicative":
+        noisy = forecast_intensity(trace, options.forecast_error, options.seed)
+        source.fixed_values = noisy.slots(origin, options.resolution_s, n)
+    if model == "issued":
+        assert options.forecast_file is not None
+        source.issues = forecast.read_issued(options.forecast_file)
+    return source
+
+
 class _Engine:
-    def __init__(self, options: Options, true_c: np.ndarray, seen_c: np.ndarray, n_grid: int) -> None:
+    def __init__(self, options: Options, true_c: np.ndarray, source: forecast.Forecast, n_grid: int) -> None:
         self.o = options
         self.policy = _make_policy(options)
         self.true_c = true_c
-        self.seen_c = seen_c
+        self.source = source
+        self.seen_c = source.values() if source.fixed else true_c
         self.n = n_grid
         self.usage = np.zeros(n_grid, dtype=np.int64) if options.capacity is not None else None
         self._prefix: tuple[np.ndarray, np.ndarray] | None = None
@@ -183,7 +223,7 @@ class _Engine:
         order = sorted(range(len(jobs)), key=lambda i: (jobs[i].arrival_s, jobs[i].id))
         out: list[JobResult | None] = [None] * len(jobs)
         done = 0
-        if self.usage is None and isinstance(self.policy, policies.StartPicker):
+        if self.usage is None and self.source.fixed and isinstance(self.policy, policies.StartPicker):
             batch = [i for i in order if _is_constant(jobs[i].model)]
             for chunk_start in range(0, len(batch), _CHUNK):
                 chunk = batch[chunk_start:chunk_start + _CHUNK]
@@ -310,7 +350,7 @@ class _Engine:
         assert isinstance(policy, policies.SuspendResume)
         windows = [self.window(job) for job in jobs]
         p = windows[0][0]
-        C = np.stack([self.seen_c[a:d] for _, a, d in windows])
+        C = np.stack([self.source.window(a, a, d) for _, a, d in windows])
         plans = solvers.suspend_resume_many(C, p.startup_j, p.work_j, stop_ok=policy.stop_ok(p),
                                             max_resumes=policy.max_resumes, startup_cost=policy.startup_cost)
         results = []
@@ -321,7 +361,11 @@ class _Engine:
         return results
 
     def plan(self, job: Job, p: SlotProfile, a: int, d: int, blocked: np.ndarray | None) -> list[Block]:
-        return self.policy.plan(policies.Request(p, self.seen_c[a:d], self.seen_c[a:], blocked))
+        if self.source.fixed:
+            return self.policy.plan(policies.Request(p, self.seen_c[a:d], self.seen_c[a:], blocked))
+        horizon = max(d, min(self.n, a + round(self.o.threshold_horizon_s / self.o.resolution_s)))
+        ahead = self.source.window(a, a, horizon)
+        return self.policy.plan(policies.Request(p, ahead[:d - a], ahead, blocked))
 
     def fallback(self, job: Job, p: SlotProfile, a: int) -> list[Block]:
         assert self.usage is not None and self.o.capacity is not None
@@ -337,10 +381,14 @@ class _Engine:
         ns = p.n_startup
         energy = 0.0
         carbon = 0.0
+        restart_carbon = 0.0
         c = self.true_c
-        for start, k0, k1 in blocks:
+        for i, (start, k0, k1) in enumerate(blocks):
             energy += p.startup_energy_j + float(p.work_j[k0:k1].sum())
-            carbon += float(np.dot(p.startup_j, c[start:start + ns]))
+            startup = float(np.dot(p.startup_j, c[start:start + ns]))
+            carbon += startup
+            if i:
+                restart_carbon += startup
             carbon += float(np.dot(p.work_j[k0:k1], c[start + ns:start + ns + k1 - k0]))
         first = blocks[0][0]
         last_start, k0, k1 = blocks[-1]
@@ -355,6 +403,7 @@ class _Engine:
             interruptions=starts - 1, policy=self.o.policy, cpus=job.cpus, length_s=job.length_s,
             startup_s=p.startup_s, deadline_s=deadline_s, run_s=run_s, starts=starts,
             deadline_met=met and exit_s <= deadline_s + 1e-6, blocks=blocks,
+            restart_energy_j=(starts - 1) * p.startup_energy_j, restart_carbon_g=restart_carbon / 3.6e6,
         )
 
 

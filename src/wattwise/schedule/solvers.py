@@ -18,15 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from wattwise.errors import Infeasible as Infeasible
 from wattwise.errors import WattwiseError
 from wattwise.schedule import dp
 from wattwise.units import J_PER_KWH
 
 Block = dp.Block
-
-
-class Infeasible(WattwiseError):
-    """No schedule fits the job's window (or the free capacity in it)."""
 
 
 @dataclass(frozen=True)

@@ -52,13 +52,18 @@ from wattwise.units import parse_duration_s
 
 GRID_KEYS = ("policy", "length_h", "wait_h", "phases", "startup_min", "startup_w", "averaged", "max_resumes",
              "checkpoint_only", "capacity", "forecast_error", "seed", "threshold_percentile")
-TOP_KEYS = ("carbon", "start", "months", "resolution", "arrivals_h", "jobs", "jobs_time_unit", "phases", "grid",
-            "description")
+TOP_KEYS = ("carbon", "start", "months", "conventions", "resolution", "arrivals_h", "jobs", "jobs_time_unit",
+            "phases", "grid", "description")
 DEFAULT_PHASES = {"constant-100W": [{"name": "work", "duration_s": 3600, "power_w": 100}]}
 _DEFAULTS: dict[str, Any] = {"policy": "suspend-resume", "length_h": 1, "wait_h": 24, "phases": None,
                              "startup_min": 0, "startup_w": 0, "averaged": False, "max_resumes": None,
                              "checkpoint_only": False, "capacity": None, "forecast_error": 0.0, "seed": 0,
                              "threshold_percentile": 30.0}
+#: how synthetic jobs are built. wattwise: the startup comes on top of ``length_h`` (every (re)start repeats
+#: it), an averaged job is constant power without a startup (Carbs' mocked-constant-from-phases). thesis: as
+#: the Carbs thesis evaluation, the startup counts inside ``length_h`` and an averaged job keeps its startup,
+#: at the average power of the whole job.
+CONVENTIONS = ("wattwise", "thesis")
 #: policies whose schedule is the exact optimum of their model (with a perfect forecast)
 EXACT_POLICIES = tuple(name for name in POLICIES if policies.is_exact(name))
 
@@ -80,6 +85,8 @@ class Grid:
     jobs_time_unit: str = "s"
     #: months (``YYYY-MM``) to run each configuration in; job time 0 = the month's first day, 00:00 UTC
     months: list[str] = field(default_factory=list)
+    #: how a synthetic job is built from length, startup and averaging (CONVENTIONS)
+    conventions: str = "wattwise"
 
     @property
     def carbon(self) -> Path:
@@ -165,8 +172,11 @@ def load_grid(path: str | Path) -> Grid:
     time_unit = str(data.get("jobs_time_unit", "s"))
     if time_unit not in TIME_UNITS:
         raise ConfigError(f"{path}: jobs_time_unit: {time_unit!r} is not one of {', '.join(TIME_UNITS)}")
+    conventions = str(data.get("conventions", "wattwise"))
+    if conventions not in CONVENTIONS:
+        raise ConfigError(f"{path}: conventions: {conventions!r} is not one of {', '.join(CONVENTIONS)}")
     return Grid(path, carbons, start_s, resolution_s, arrivals, jobs_path, phases, axes, varying, pattern_given,
-                time_unit, months)
+                time_unit, months, conventions)
 
 
 def _carbons(path: Path, value: Any) -> dict[str, Path]:
@@ -285,8 +295,28 @@ def config_jobs(grid: Grid, config: dict[str, Any], trace_jobs: list[Job] | None
             out.append(job)
         return out
     length_s = config["length_h"] * 3600.0
+    if grid.conventions == "thesis":
+        return [_thesis_job(i, a * 3600.0, length_s, model, config["averaged"])
+                for i, a in enumerate(grid.arrivals_h)]
     return [make_job(i, a * 3600.0, length_s, 1, base=model, kind="phases", averaged=config["averaged"])
             for i, a in enumerate(grid.arrivals_h)]
+
+
+def _thesis_job(job_id: int, arrival_s: float, length_s: float, model: JobModel, averaged: bool) -> Job:
+    """The thesis's conventions: the startup counts inside the job's length (work = length - startup), and
+    the averaged job keeps its startup, at the average power of the whole job (startup and work)."""
+    work_s = length_s - model.startup_s
+    if work_s <= 0:
+        raise ConfigError(f"a {length_s / 3600:g} h job cannot hold a {model.startup_s / 60:g} min startup "
+                          "(the thesis conventions count the startup inside the length)")
+    job = make_job(job_id, arrival_s, work_s, 1, base=model, kind="phases")
+    if averaged:
+        full = job.model
+        power = full.energy_j / full.duration_s
+        startup = tuple(Phase(p.name, p.duration_s, power) for p in full.startup)
+        job = Job(job_id, arrival_s, work_s, 1, JobModel(startup, (Phase("work", work_s, power),)),
+                  "constant-from-periodic-phases")
+    return job
 
 
 def _options(grid: Grid, config: dict[str, Any]) -> Options:
@@ -352,6 +382,9 @@ def run_config(trace: CarbonTrace, grid: Grid, config: dict[str, Any], trace_job
         "saving_pct": s["savings"]["carbon_pct"],
         "energy_j": totals["energy_j"],
         "agnostic_energy_j": s["agnostic"]["energy_j"],
+        "restarts": totals["restarts"],
+        "restart_energy_j": totals["restart_energy_j"],
+        "restart_carbon_g": totals["restart_carbon_g"],
         "interruptions_per_job": totals["interruptions"] / max(1, totals["jobs"]),
         "deadlines_missed": totals["deadlines_missed"],
         "optimal": config["policy"] in EXACT_POLICIES and config["forecast_error"] == 0
@@ -371,7 +404,7 @@ def run_sweep(grid: Grid, *, workers: int | None = None,
 
 
 RESULT_COLUMNS = ("zone", "month", *GRID_KEYS, "arrivals", "jobs", "carbon_g", "agnostic_carbon_g",
-                  "saving_pct", "energy_j", "agnostic_energy_j", "restarts", "restart_energy_j",
+                  "saving_pct", "energy_j", "agnostic_energy_j", "restarts", "restart_energy_j", "restart_carbon_g",
                   "interruptions_per_job", "deadlines_missed", "optimal", "elapsed_s", "cpu_s")
 
 
