@@ -18,11 +18,12 @@ from sqlalchemy import select
 from wattwise.cluster.client import Client
 from wattwise.cluster.config import parse_config
 from wattwise.cluster.database import EMAILS
-from wattwise.cluster.executors import ExecutionContext, ExecutionResult, Executor, descendants
+from wattwise.cluster.executors import ExecutionContext, ExecutionResult, Executor
 from wattwise.cluster.queue import ClusterQueue
 from wattwise.cluster.records import JobInfo
 from wattwise.cluster.submission import JobRequest
 from wattwise.errors import WattwiseError
+from wattwise.measure.process import descendants
 
 from .conftest import SmtpServer, wait_for
 from .test_queue import expire
@@ -303,3 +304,40 @@ def test_jobs_run_one_and_configuration_errors(sqlite_url: str, sqlite_queue: Cl
     config.write_text("machine_id: cron-1\nexecutors:\n  command: no_such_module:Executor\n")
     result = invoke("jobs", "run-one", "--config", str(config), "--db", sqlite_url)
     assert "executors.command: cannot import 'no_such_module'" in str(result.exception)
+
+
+HOST_ASKING = """\
+name: asks for the host
+x-wattwise:
+  backend: host
+services:
+  job: {}
+flow:
+  - name: Work
+    container: job
+    commands:
+      - type: console
+        command: touch __GMT_VAR_MARKER__
+"""
+
+
+@pytest.mark.parametrize("backend", [None, "auto", "container"])
+def test_a_queued_scenario_cannot_choose_the_host_backend(
+    sqlite_queue: ClusterQueue, tmp_path: Path, backend: str | None
+) -> None:
+    folder = tmp_path / "job"
+    folder.mkdir()
+    (folder / "usage_scenario.yml").write_text(HOST_ASKING)
+    marker = tmp_path / "ran-on-the-host"
+    measure: dict[str, Any] = {"baseline_s": 0, "idle_s": 0, "interval_s": 0.05}
+    if backend is not None:
+        measure["backend"] = backend
+    client = Client(sqlite_queue.store, config_for(workdir=str(tmp_path / "work"), measure=measure))
+    client.start()
+    job = sqlite_queue.jobs.submit(JobRequest(name="sneaky", folder=str(folder), variables={"MARKER": str(marker)}))
+    client.process_one()
+    done = sqlite_queue.jobs.get_job(job.id)
+    assert done.state == "FAILED", done.error
+    if backend != "container":  # auto: the file's wish is refused with what would allow it
+        assert "host backend" in done.error and "cluster client's configuration" in done.error
+    assert not marker.exists()  # nothing ran on this machine

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from wattwise.cluster.executors import descendants
 from wattwise.cluster.queue import ClusterQueue
 from wattwise.cluster.submission import JobRequest
+from wattwise.measure.process import descendants
 from wattwise.store import Store
 
 from .cluster_test_executor import EXECUTIONS, metadata

@@ -31,6 +31,7 @@ from wattwise.cluster.config import MeasureSettings
 from wattwise.cluster.models import SourceType
 from wattwise.cluster.records import JobInfo
 from wattwise.errors import ConfigError, WattwiseError
+from wattwise.measure.process import descendants, signal_all, start_process, stop_process
 from wattwise.store import Store
 
 GIT_TIMEOUT_S = 600
@@ -102,43 +103,6 @@ def run_logged(command: list[str], timeout_s: float) -> tuple[bool, str]:
 # --- stopping what a job started -------------------------------------------------------------------
 
 
-def _children() -> dict[int, list[int]]:
-    """Parent pid -> child pids, from /proc."""
-    tree: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as handle:
-                stat = handle.read().decode(errors="replace")
-        except OSError:
-            continue
-        # the command name is in parentheses and may contain spaces: split after the last ')'
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 1:
-            tree.setdefault(int(fields[1]), []).append(int(entry.name))
-    return tree
-
-
-def descendants(pid: int) -> list[int]:
-    tree = _children()
-    out: list[int] = []
-    stack = list(tree.get(pid, []))
-    while stack:
-        child = stack.pop()
-        out.append(child)
-        stack.extend(tree.get(child, []))
-    return out
-
-
-def _signal_all(pids: list[int], sig: int) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
 class ChildStopper(threading.Thread):
     """When `cancel` is set, stops every process this process started after `before` (SIGTERM, then
     SIGKILL after `grace_s`), and (with `keep_stopping`) goes on stopping new ones until `finish()`."""
@@ -168,13 +132,13 @@ class ChildStopper(threading.Thread):
             self.done.wait(0.2)
 
     def _stop_processes(self, targets: list[int]) -> None:
-        _signal_all(targets, signal.SIGTERM)
+        signal_all(targets, signal.SIGTERM)
         deadline = time.monotonic() + self.grace_s
         while time.monotonic() < deadline and not self.done.is_set():
             if not [p for p in descendants(os.getpid()) if p not in self.before]:
                 return
             time.sleep(0.1)
-        _signal_all([p for p in descendants(os.getpid()) if p not in self.before], signal.SIGKILL)
+        signal_all([p for p in descendants(os.getpid()) if p not in self.before], signal.SIGKILL)
 
     def finish(self) -> None:
         self.done.set()
@@ -243,20 +207,17 @@ def clone_git(url: str, branch: str | None, destination: Path, cancel: threading
     if branch:
         argv += ["--branch", branch]
     argv += ["--", url, str(destination)]
-    env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    process = start_process(argv, env={"GIT_TERMINAL_PROMPT": "0"}, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + GIT_TIMEOUT_S
     while process.poll() is None:  # cancellable: a lost lease or a cancel must not wait for a slow clone
         if cancel is not None and cancel.is_set():
-            process.kill()
-            process.wait()
+            stop_process(process, signals=())  # at once: SIGKILL, reaped
             raise WattwiseError(f"git clone of {url} stopped: the job was cancelled or its lease lost")
         if time.monotonic() > deadline:
-            process.kill()
-            process.wait()
+            stop_process(process, signals=())
             raise WattwiseError(f"git clone of {url} took longer than {GIT_TIMEOUT_S}s")
         time.sleep(0.1)
-    stderr = process.stderr.read() if process.stderr is not None else ""
+    stderr = process.stderr.read().decode(errors="replace") if process.stderr is not None else ""
     if process.returncode != 0:
         message = stderr.strip().splitlines()
         raise WattwiseError(
