@@ -16,6 +16,7 @@ The old keys ``energy_gross_j`` and ``energy_surplus_j`` remain in the JSON as a
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -71,7 +72,7 @@ class PhaseContainers:
         return out
 
 
-def _sum_over(windows: list[tuple[int, int]], fn) -> float | None:
+def _sum_over(windows: list[tuple[int, int]], fn: Callable[[int, int], float | None]) -> float | None:
     values = [fn(a, b) for a, b in windows]
     present = [v for v in values if v is not None]
     return sum(present) if present else None
@@ -150,7 +151,7 @@ def split_energy(
     return PhaseContainers(phase, duration_s, energy, baseline_power_w, surplus_total, containers, warnings)
 
 
-def _sum_present(values) -> float | None:
+def _sum_present(values: Iterable[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return sum(present) if present else None
 

@@ -150,8 +150,10 @@ def _windows(store: Store, run_id: int, phase: str) -> tuple[list[tuple[int, int
     return windows, sum(max(0, b - a) for a, b in windows) / 1e6
 
 
-def _amount(series: list[Series], name: str, windows: list[tuple[int, int]], detail: str | None = None):
-    total = None
+def _amount(
+    series: list[Series], name: str, windows: list[tuple[int, int]], detail: str | None = None
+) -> float | None:
+    total: float | None = None
     for s in series:
         if s.name != name or (detail is not None and s.detail != detail):
             continue

@@ -45,13 +45,13 @@ def render_report(store: Store, run_id: int, *, points: int = 2000) -> str:
         sci = json_safe(run_sci(store, run_id, series=lazy()).to_dict())
     version = run_version(run)
     series = [chart_series(store, m, version, points=points) for m in run_metrics(store, run_id)]
-    phases = [
+    phases: list[dict[str, Any]] = [
         {"name": p.name, "start_us": p.start_us, "end_us": p.end_us, "parent": p.parent, "hidden": p.hidden}
         for p in store.phases(run_id)
     ]
     notes = store.notes(run_id)
     entries = store.logs(run_id)
-    starts = [p["start_us"] for p in phases]
+    starts = [int(p["start_us"]) for p in phases]
     origin_us = min(starts) if starts else (series[0]["t_us"][0] if series and series[0]["t_us"] else 0)
     command = run.command
     if isinstance(command, list):

@@ -20,6 +20,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 
 from wattwise.errors import WattwiseError
+from wattwise.store import Store
 from wattwise.store.models import RunStatus
 from wattwise.units import format_duration, format_si
 from wattwise.web.deps import require_read
@@ -103,7 +104,7 @@ def _url_path_for(context: dict[str, Any], name: str, /, **path_params: Any) -> 
     """Templates' `url_for`: a path (under the app's root path), never an absolute URL, so the Host header a
     client sends never ends up in the page (`<script src="http://evil.example/…">`)."""
     request: Request = context["request"]
-    return request.scope.get("root_path", "") + str(request.app.url_path_for(name, **path_params))
+    return str(request.scope.get("root_path", "")) + str(request.app.url_path_for(name, **path_params))
 
 
 def _templates() -> Jinja2Templates:
@@ -152,8 +153,9 @@ def mount(app: FastAPI) -> None:
         context = {"has_cluster": getattr(request.app.state, "has_cluster", False), **context}
         return templates.TemplateResponse(request, name, context, status_code=status_code)
 
-    def store_of(request: Request):
-        return request.app.state.store
+    def store_of(request: Request) -> Store:
+        store: Store = request.app.state.store
+        return store
 
     @app.get("/static/plotly.min.js", include_in_schema=False)
     def plotly_js() -> Response:
@@ -175,7 +177,7 @@ def mount(app: FastAPI) -> None:
         total = store.count_runs(status=status, name=name or None)
 
         def page_query(new_offset: int) -> str:
-            query = {"offset": max(0, new_offset), "limit": limit}
+            query: dict[str, str | int] = {"offset": max(0, new_offset), "limit": limit}
             if name:
                 query["name"] = name
             if status:
@@ -233,7 +235,7 @@ def mount(app: FastAPI) -> None:
                 )
             except WattwiseError:
                 sci = None
-        phases = [
+        phases: list[dict[str, Any]] = [
             {"name": p.name, "start_us": p.start_us, "end_us": p.end_us, "parent": p.parent, "hidden": p.hidden}
             for p in store.phases(run_id)
         ]
