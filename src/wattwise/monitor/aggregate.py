@@ -31,6 +31,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from wattwise.errors import PrometheusError as PrometheusError
 from wattwise.errors import WattwiseError
 from wattwise.monitor.models import (
     MonitorProjectDay,
@@ -45,10 +46,6 @@ log = logging.getLogger(__name__)
 
 KEY_LABELS = ("hostname", "manager", "unit", "user", "project")
 BY = "hostname, manager, unit, user, project"
-
-
-class PrometheusError(WattwiseError):
-    """Prometheus could not be reached or rejected a query."""
 
 
 class PromClient:
@@ -152,7 +149,8 @@ class Aggregator:
             now_s = math.floor(self.clock() if now_s is None else now_s)
             with self.store.session() as session:
                 sync = session.get(MonitorSync, self.client.base_url)
-                start_s = _aware(sync.pulled_until).timestamp() if sync else now_s - self.lookback_s
+                pulled = _aware(sync.pulled_until) if sync else None
+                start_s = pulled.timestamp() if pulled is not None else now_s - self.lookback_s
             summary: dict[str, Any] = {"from": _ts(start_s).isoformat(), "to": _ts(now_s).isoformat(),
                                        "units": 0, "energy_j": 0.0, "emissions_g": 0.0, "windows": 0}
             if now_s <= start_s:

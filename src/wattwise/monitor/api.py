@@ -210,8 +210,8 @@ def create_app(store: Store, access: AccessConfig, *, aggregator: Any = None, in
     def admin_usage(who: Identity = Depends(admin), by: Literal["user", "project"] = "user",
                     start: date | None = None, end: date | None = None) -> dict[str, Any]:
         start, end = window(start, end)
-        model = MonitorUserDay if by == "user" else MonitorProjectDay
-        key = model.user if by == "user" else model.project  # type: ignore[attr-defined]
+        model: type[MonitorUserDay] | type[MonitorProjectDay] = MonitorUserDay if by == "user" else MonitorProjectDay
+        key = MonitorUserDay.user if by == "user" else MonitorProjectDay.project
         with store.session() as session:
             rows = session.execute(select(
                 key, func.sum(model.energy_j), func.sum(model.emissions_g), func.sum(model.cpu_s),

@@ -445,9 +445,9 @@ class MonitorExporter:
         gpu_energy = Family(p + "gpu_energy_joules_total", "counter", "GPU energy since the exporter started.")
         for gpu in node.gpus:
             labels = label_text([("hostname", hostname), ("gpu", gpu.label)])
-            power = gpu.power_w if gpu.power_w is not None else self._gpu_power_w.get(gpu.label)
-            if power is not None:
-                gpu_power.add(labels, power)
+            gpu_w = gpu.power_w if gpu.power_w is not None else self._gpu_power_w.get(gpu.label)
+            if gpu_w is not None:
+                gpu_power.add(labels, gpu_w)
             if gpu.energy_j is not None:
                 gpu_energy.add(labels, gpu.energy_j)
         estimate = Family(p + "node_estimated_power_watts", "gauge",
@@ -479,10 +479,11 @@ class MonitorExporter:
         stale = Family(p + "grid_intensity_stale", "gauge",
                        "1 when the intensity is a last-good or fallback value because its source failed.")
         if self._intensity is not None:
-            reading = self._intensity
-            labels = label_text([("hostname", hostname), ("source", reading.source), ("zone", reading.zone)])
-            grid.add(labels, reading.intensity_g_per_kwh)
-            stale.add(host, 1 if reading.stale else 0)
+            now_intensity = self._intensity
+            labels = label_text([("hostname", hostname), ("source", now_intensity.source),
+                                 ("zone", now_intensity.zone)])
+            grid.add(labels, now_intensity.intensity_g_per_kwh)
+            stale.add(host, 1 if now_intensity.stale else 0)
         units = Family(p + "exporter_units", "gauge", "Live units exported, by manager.")
         for manager, count in sorted(counts.items()):
             units.add(label_text([("hostname", hostname), ("manager", manager)]), count)

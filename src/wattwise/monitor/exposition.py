@@ -24,8 +24,8 @@ def label_text(labels: Iterable[tuple[str, str]]) -> str:
 
 def format_value(value: float | int) -> str:
     """Integers and integral floats without a fraction, other floats in their shortest exact form."""
-    if value.__class__ is int:
-        return str(value)
+    if isinstance(value, int):  # bool never reaches here; int subclasses print as numbers too
+        return str(int(value))
     if value.is_integer():
         return str(int(value)) if -1e15 < value < 1e15 else repr(float(value))
     if math.isfinite(value):

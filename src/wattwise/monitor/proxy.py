@@ -20,7 +20,7 @@ without a user, 403 for a selector the user may not read, 400 for a query the gu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl
@@ -58,7 +58,7 @@ def create_proxy(prometheus_url: str | Sequence[str], access: AccessConfig, stor
     router = Router([Backend.parse(spec) for spec in specs])
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # one client per backend and event loop: made when the server starts, closed when it stops
         app.state.clients = {b.url: httpx.AsyncClient(base_url=b.url, timeout=120.0, transport=transport)
                              for b in router.backends}
@@ -125,7 +125,8 @@ def create_proxy(prometheus_url: str | Sequence[str], access: AccessConfig, stor
         except PromQLError as exc:
             return _error(400, "bad_data", str(exc))
         try:
-            upstream = await client.request("GET", request.url.path, params=params, headers=headers)
+            upstream = await client.request("GET", request.url.path, params=httpx.QueryParams(tuple(params)),
+                                            headers=headers)
         except httpx.HTTPError as exc:
             return _error(502, "unavailable", f"Prometheus at {base} is not reachable: {exc}")
         out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS}
