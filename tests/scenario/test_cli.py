@@ -107,3 +107,51 @@ def test_run_failure_shows_the_output(tmp_path: Path, needs_cgroups: None) -> No
     done = wattwise("run", str(CORPUS / "invalid" / "depends.yml"), "--dev-no-sleeps", data_dir=tmp_path)
     assert done.returncode == 2
     assert "depends.yml:9: services.a.depends_on[1]: no service named 'ghost'" in done.stderr
+
+
+def test_paths_and_lines_are_printed_as_they_are(tmp_path: Path) -> None:
+    """`compose.yml:100:` once became `compose.yml💯` (Rich emoji codes): messages print without emoji or markup."""
+    lines = ["name: e", "author: a", "description: d", "services:", "  app:", "    image: busybox"]
+    lines += ["# padding"] * (99 - len(lines)) + ["    bogus: 1"]
+    lines += ["flow:", "  - name: s", "    container: app", "    commands:", "      - {type: console, command: 'true'}"]
+    compose = tmp_path / "compose.yml"
+    compose.write_text("\n".join(lines) + "\n")
+    done = wattwise("validate", str(compose), data_dir=tmp_path)
+    assert done.returncode == 2
+    assert "compose.yml:100: services.app.bogus: unknown or unsupported service key" in done.stderr
+    assert "💯" not in done.stderr
+
+
+def test_validate_with_uri_and_filename(tmp_path: Path) -> None:
+    root = CORPUS / "gmt"
+    done = wattwise(
+        "validate", "--uri", str(root), "--filename", "scenarios/root-compose.yml", "--verbose", data_dir=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert "valid: scenarios/root-compose.yml" in done.stdout
+    assert "note: compose.yml:6: services.db.restart: ignored" in done.stderr
+    assert "note: compose.yml:11: services.db.deploy: deploy: null is accepted and ignored" in done.stderr
+    done = wattwise("validate", str(root / "scenarios" / "root-compose.yml"), data_dir=tmp_path)
+    assert done.returncode == 2  # alone, its folder is the root: the compose file above it is out of reach
+    assert "only files inside the scenario's folder can be included" in done.stderr
+    done = wattwise(
+        "validate", "--uri", str(root), "--filename", "scenarios/flow-names.yml", "--json", data_dir=tmp_path
+    )
+    assert done.returncode == 2
+    assert json.loads(done.stdout)["problems"][0].startswith("scenarios/flow-names.yml:9: flow[0].name:")
+
+
+@pytest.mark.cgroups
+def test_run_json_carries_the_error(tmp_path: Path, needs_cgroups: None) -> None:
+    scenario = tmp_path / "usage_scenario.yml"
+    scenario.write_text(
+        "name: fails\nauthor: t\ndescription: d\nservices:\n  app: {}\n"
+        "flow:\n  - name: Boom\n    container: app\n    commands:\n      - type: console\n"
+        "        shell: sh\n        command: echo out; exit 3\n"
+    )
+    done = wattwise("run", str(scenario), "--backend", "host", "--dev-no-sleeps", "--json", data_dir=tmp_path)
+    assert done.returncode == 1
+    summary = json.loads(done.stdout)
+    assert summary["status"] == "failed" and summary["exit_code"] == 3
+    assert summary["error"].startswith("flow step 'Boom', command 1") and "exited with code 3" in summary["error"]
+    assert summary["output"].strip().endswith("\nout")  # the failing command's last lines
