@@ -129,7 +129,7 @@ def mount_docs(app: FastAPI) -> None:
     """/docs: Swagger UI with its own files (the swagger-ui-bundle package) served from /swagger-ui,
     so the API documentation works on machines without internet access."""
     from fastapi.openapi.docs import get_swagger_ui_html
-    from swagger_ui_bundle import swagger_ui_path
+    from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
     app.mount("/swagger-ui", StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
 
