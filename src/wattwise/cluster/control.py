@@ -20,9 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, select
 
 from wattwise.cluster.config import ControlWorkloadSettings
 from wattwise.cluster.executors import ExecutionContext, ExecutionResult, Executor
@@ -31,7 +31,7 @@ from wattwise.cluster.models import ClusterControlRun, JobState, SourceType
 from wattwise.cluster.queue import ClusterQueue
 from wattwise.cluster.records import JobInfo, MachineInfo
 
-CONTROL = ClusterControlRun.__table__
+CONTROL = cast(Table, ClusterControlRun.__table__)  # the ORM types __table__ as a FromClause
 PAUSE_PREFIX = "control workload: "  # paused_reason of a machine this module paused
 log = logging.getLogger("wattwise.cluster.client")
 

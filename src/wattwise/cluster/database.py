@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Table, func, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from wattwise.cluster.models import ClusterEmail, ClusterJob, ClusterMachine, ClusterStatusEntry
@@ -20,10 +20,11 @@ from wattwise.cluster.records import aware
 from wattwise.store import Store
 from wattwise.store.models import utcnow
 
-JOBS = ClusterJob.__table__
-MACHINES = ClusterMachine.__table__
-STATUS = ClusterStatusEntry.__table__
-EMAILS = ClusterEmail.__table__
+# the ORM's __table__ is typed as a FromClause; they are Tables
+JOBS = cast(Table, ClusterJob.__table__)
+MACHINES = cast(Table, ClusterMachine.__table__)
+STATUS = cast(Table, ClusterStatusEntry.__table__)
+EMAILS = cast(Table, ClusterEmail.__table__)
 
 
 def is_database_unavailable(exc: BaseException) -> bool:

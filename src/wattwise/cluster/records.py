@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import RowMapping
+
 
 def aware(value: datetime | None) -> datetime | None:
     """Datetimes read from SQLite are naive UTC; make every datetime timezone-aware."""
@@ -45,7 +47,7 @@ class JobInfo:
     cancel_requested: bool
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> JobInfo:
+    def from_row(cls, row: Mapping[str, Any] | RowMapping) -> JobInfo:
         values = {name: row[name] for name in cls.__dataclass_fields__}
         for key in ("created_at", "started_at", "ended_at", "lease_expires_at"):
             values[key] = aware(values[key])
@@ -79,7 +81,7 @@ class MachineInfo:
     created_at: datetime | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> MachineInfo:
+    def from_row(cls, row: Mapping[str, Any] | RowMapping) -> MachineInfo:
         values = {name: row[name] for name in cls.__dataclass_fields__}
         for key in ("last_heartbeat_at", "last_control_workload_at", "created_at"):
             values[key] = aware(values[key])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -78,7 +78,7 @@ def list_(as_json: JsonOption = False, db: DbOption = None) -> None:
     """List tokens (name, scope, first characters, last use); secrets are never shown."""
     from wattwise.web.tokens import list_tokens
 
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": t.name,
             "scope": t.scope,
