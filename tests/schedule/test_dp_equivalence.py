@@ -70,3 +70,26 @@ def test_environment_chooses_the_reference(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("WATTWISE_DP", "nonsense")
     with pytest.raises(ValueError, match="unknown suspend-resume algorithm"):
         solvers.suspend_resume(np.ones(4), np.zeros(0), np.ones(2))
+
+
+def test_shorter_deadlines_answered_from_the_longest_window() -> None:
+    """solvers.sharing_deadlines: the windows of the same arrivals with earlier deadlines, read from the
+    first program's tables, give the reference's plans."""
+    compared = 0
+    for seed in range(300):
+        rng = np.random.default_rng(seed)
+        inst = instance(seed)
+        inst.pop("blocked")
+        c = inst.pop("c")
+        ns, L = inst["startup_j"].size, inst["work_j"].size
+        lengths = sorted({c.shape[1], *rng.integers(ns + L, c.shape[1] + 1, 3).tolist()}, reverse=True)
+        with solvers.sharing_deadlines():
+            shared = [solvers.suspend_resume_many(c[:, :T], **inst) for T in lengths]
+        for T, plans in zip(lengths, shared, strict=True):
+            reference = solvers.suspend_resume_many(c[:, :T], **inst, algorithm="slots")
+            for ref, plan in zip(reference, plans, strict=True):
+                assert (ref is None) == (plan is None)
+                if ref is not None and plan is not None:
+                    assert (plan.blocks, plan.cost_g) == (ref.blocks, ref.cost_g), (seed, T)
+                    compared += 1
+    assert compared > 500

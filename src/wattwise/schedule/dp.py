@@ -182,9 +182,22 @@ def _progress_numpy(c: np.ndarray, sc: np.ndarray, w: np.ndarray, ok: np.ndarray
     last[...] = A
 
 
+Tables = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
 def progress(c: np.ndarray, sc: np.ndarray, w: np.ndarray, ok: np.ndarray | None, G: int, layered: bool,
              ns: int, blocked: np.ndarray | None, compiled: bool = True) -> list[Result]:
     """The program by work progress (module doc). ``c``: ``(B, T)``; ``sc``: ``(B, T - ns + 1)``."""
+    tables = progress_tables(c, sc, w, ok, G, layered, ns, blocked, compiled)
+    return backtrack(tables, ns, layered, tables[2].shape[2])
+
+
+def progress_tables(c: np.ndarray, sc: np.ndarray, w: np.ndarray, ok: np.ndarray | None, G: int,
+                    layered: bool, ns: int, blocked: np.ndarray | None, compiled: bool = True) -> Tables:
+    """The decisions ``restarted``, ``improved`` (``(L, B, G, U)``) and the finish costs ``last``
+    (``(B, G, U)``). Every entry at diagonal ``u`` depends only on the window's first ``u + L + n_s`` slots,
+    so the tables of a window are, up to ``U'``, those of its first ``T' = U' + L + n_s - 1`` slots: one
+    program answers every shorter deadline of the same arrival (see :func:`backtrack`)."""
     B, T = c.shape
     L = w.size
     U = T - ns - L + 1
@@ -203,9 +216,17 @@ def progress(c: np.ndarray, sc: np.ndarray, w: np.ndarray, ok: np.ndarray | None
         _layered_kernel(c, sc, w, ok_arr, blocked_arr, G, ns, restarted, improved, last)
     else:
         _progress_numpy(c, sc, w, ok_arr, blocked_arr, G, layered, ns, restarted, improved, last)
+    return restarted, improved, last
+
+
+def backtrack(tables: Tables, ns: int, layered: bool, U: int) -> list[Result]:
+    """The plans of the windows whose deadlines leave ``U`` diagonals (``U ≤`` the tables' own)."""
+    restarted, improved, last_all = tables
+    L = restarted.shape[0]
+    last = last_all[:, :, :U]
     results: list[Result] = []
     finish = last.min(axis=1)  # (B, U): the best layer on each diagonal
-    for b in range(B):
+    for b in range(last.shape[0]):
         u = int(np.argmin(finish[b]))  # the earliest finish of least cost
         best = float(finish[b, u])
         if not np.isfinite(best):

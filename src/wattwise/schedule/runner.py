@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from wattwise.errors import ConfigError, WattwiseError
-from wattwise.schedule.sweep import Grid, SweepContext, run_cell
+from wattwise.schedule.policies import is_exact
+from wattwise.schedule.sweep import Grid, SweepContext, run_cells, wait_group
 
 Progress = Callable[[int, int], None]
 #: seconds between two flushes of finished cells to disk (environment: WATTWISE_SWEEP_FLUSH_S)
@@ -130,12 +131,10 @@ def run(grid: Grid, *, workers: int | None = None, scheduler: str | None = None,
     store = CellStore(out, grid, resume=resume) if out is not None else None
     figures: dict[str, dict[str, Any]] = dict(store.rows) if store is not None else {}
     todo = [(k, c) for k, c in unique.items() if k not in figures]
-    # the slowest (long windows, long jobs, suspend-resume) first for a good load balance
-    todo.sort(key=lambda kv: -(kv[1]["wait_h"] + kv[1]["length_h"]) * kv[1]["length_h"]
-              * (4 if kv[1]["policy"] in ("suspend-resume", "wait-awhile") else 1))
     total = len(todo)
     if progress:
         progress(0, total)
+    tasks = _tasks(todo)
 
     def keep(key: str, row: dict[str, Any]) -> None:
         if key in figures:
@@ -146,13 +145,8 @@ def run(grid: Grid, *, workers: int | None = None, scheduler: str | None = None,
         if progress:
             progress(len(figures) - (len(unique) - total), total)
 
-    workers = workers or os.cpu_count() or 1
     try:
-        if scheduler is None and (workers <= 1 or total <= 1):
-            for key, config in todo:
-                keep(key, run_cell(context, config))
-        elif total:
-            _run_dask(context, todo, workers, scheduler, keep)
+        _execute(context, tasks, workers or os.cpu_count() or 1, scheduler, keep)
     finally:
         if store is not None:
             store.flush()
@@ -164,17 +158,42 @@ def run(grid: Grid, *, workers: int | None = None, scheduler: str | None = None,
     return rows
 
 
-def _run_dask(context: SweepContext, todo: list[tuple[str, dict[str, Any]]], workers: int,
+def _execute(context: SweepContext, tasks: list[list[tuple[str, dict[str, Any]]]], workers: int,
+             scheduler: str | None, keep: Callable[[str, dict[str, Any]], None]) -> None:
+    if scheduler is None and (workers <= 1 or len(tasks) <= 1):
+        for task in tasks:
+            for (key, _), row in zip(task, run_cells(context, [c for _, c in task]), strict=True):
+                keep(key, row)
+    elif tasks:
+        _run_dask(context, tasks, workers, scheduler, keep)
+
+
+def _tasks(todo: list[tuple[str, dict[str, Any]]]) -> list[list[tuple[str, dict[str, Any]]]]:
+    """One task per group of cells that differ only in their waiting time (they share one program), the
+    slowest (long windows, long jobs, suspend-resume) first for a good load balance."""
+    groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for key, config in todo:
+        groups.setdefault(wait_group(config), []).append((key, config))
+
+    def cost(task: list[tuple[str, dict[str, Any]]]) -> float:
+        c = max((config for _, config in task), key=lambda config: config["wait_h"])
+        return (c["wait_h"] + c["length_h"]) * c["length_h"] * (4 if is_exact(c["policy"]) else 1)
+
+    return sorted(groups.values(), key=cost, reverse=True)
+
+
+def _run_dask(context: SweepContext, tasks: list[list[tuple[str, dict[str, Any]]]], workers: int,
               scheduler: str | None, keep: Callable[[str, dict[str, Any]], None]) -> None:
     from distributed import as_completed
 
     with _client(workers, scheduler) as client:
         [shared] = client.scatter([context], broadcast=True)
-        futures = {client.submit(run_cell, shared, config, key=f"cell-{key}", pure=False): key
-                   for key, config in todo}
+        futures = {client.submit(run_cells, shared, [c for _, c in task], key=f"cells-{task[0][0]}",
+                                 pure=False): [k for k, _ in task] for task in tasks}
         try:
-            for future, row in as_completed(futures, with_results=True):
-                keep(futures[future], row)
+            for future, rows in as_completed(futures, with_results=True):
+                for key, row in zip(futures[future], rows, strict=True):
+                    keep(key, row)
         except BaseException:
             client.cancel(list(futures))
             raise

@@ -361,8 +361,27 @@ class SweepContext:
 
 
 def run_cell(context: SweepContext, config: dict[str, Any]) -> dict[str, Any]:
-    """The one cell function of every sweep, local or on a Dask cluster: the figures of one configuration."""
+    """The figures of one configuration."""
     return run_config(context.traces[config["zone"]], context.grid, config, context.trace_jobs)
+
+
+def run_cells(context: SweepContext, configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The one task function of every sweep, local or on a Dask cluster: the figures of configurations that
+    differ only in their waiting time, the longest first, so that each later (shorter) one reads its
+    suspend-resume plans from the first one's program (solvers.sharing_deadlines; same plans)."""
+    from wattwise.schedule.solvers import sharing_deadlines
+
+    order = sorted(range(len(configs)), key=lambda i: -configs[i]["wait_h"])
+    rows: list[dict[str, Any]] = [{} for _ in configs]
+    with sharing_deadlines():
+        for i in order:
+            rows[i] = run_cell(context, configs[i])
+    return rows
+
+
+def wait_group(config: dict[str, Any]) -> str:
+    """Configurations with the same group differ at most in their waiting time."""
+    return json.dumps({k: v for k, v in config.items() if k != "wait_h"}, sort_keys=True, default=str)
 
 
 def run_config(trace: CarbonTrace, grid: Grid, config: dict[str, Any], trace_jobs: list[Job] | None) -> dict[str, Any]:
