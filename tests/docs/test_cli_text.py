@@ -65,3 +65,15 @@ def test_model_fit_prints_figures_at_the_measurement_resolution_with_approx(run_
     assert "model: ≈" in out
     cv = run_cli("model", "cv", *runs, "--before", "5s", "--after", "5s", check=True).stdout
     assert "≈" in cv
+
+
+def test_metric_labels_keep_their_brackets_in_tables(run_cli, sqlite_url: str) -> None:
+    from wattwise.analysis.synthetic import scenario_run
+    from wattwise.store import Store
+
+    run_id = scenario_run(Store(sqlite_url))
+    out = run_cli("stats", str(run_id), "--phase", "[RUNTIME]", "--db", sqlite_url, check=True).stdout
+    assert "cgroup_cpu_time_s[web]" in out and "ipmi_power_w[machine]" in out
+    # totals only where they are amounts: memory (a gauge) has none
+    memory = next(line for line in out.splitlines() if "cgroup_memory_b[web]" in line)
+    assert memory.split("│")[2].strip() == "–"
