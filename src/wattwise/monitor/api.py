@@ -14,6 +14,8 @@ GET /api/v1/projects                   your projects with their totals this mont
 GET /api/v1/projects/{project}/usage   a project's totals per day (members and admins)
 GET /api/v1/admin/usage                everyone's totals (?by=user|project, start, end): admins
 GET /api/v1/admin/top                  the top users (?by=energy|emissions|cpu, start, end, limit)
+GET /api/v1/admin/clusters, /stats     clusters and global statistics (wattwise.monitor.admin_api)
+GET /api/v1/units/verify               whether the caller owns the given units
 =====================================  ==============================================================
 """
 
@@ -28,6 +30,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from sqlalchemy import func, or_, select, true
 
 from wattwise.monitor.access import AccessConfig, Identity
+from wattwise.monitor.admin_api import admin_router
 from wattwise.monitor.models import MonitorProjectDay, MonitorUnit, MonitorUserDay
 from wattwise.store import Store
 
@@ -45,7 +48,8 @@ def unit_json(unit: MonitorUnit) -> dict[str, Any]:
     end = unit.end_at.replace(tzinfo=UTC) if unit.end_at and unit.end_at.tzinfo is None else unit.end_at
     duration = max(0.0, (end - start).total_seconds()) if start and end else None
     return {
-        "id": unit.id, "hostname": unit.hostname, "manager": unit.manager, "unit": unit.unit_id,
+        "id": unit.id, "cluster": unit.cluster, "hostname": unit.hostname, "manager": unit.manager,
+        "unit": unit.unit_id,
         "user": unit.user, "project": unit.project, "start": _iso(start), "end": _iso(end),
         "duration_s": duration, "energy_j": unit.energy_j, "emissions_g": unit.emissions_g, "cpu_s": unit.cpu_s,
         "mean_cpus": unit.cpu_s / duration if duration else None,
@@ -118,6 +122,9 @@ def create_app(store: Store, access: AccessConfig, *, aggregator: Any = None, in
         if start > end:
             raise HTTPException(422, f"start {start} is after end {end}")
         return start, end
+
+    # before /api/v1/units/{unit_pk}, so that /api/v1/units/verify is not taken for a unit id
+    app.include_router(admin_router(store, identity, admin, window))
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:

@@ -248,8 +248,9 @@ def monitor_api(
     listen: Annotated[str, typer.Option(
         help="Address of the REST API: [HOST]:PORT (loopback by default: put it behind Grafana or a front "
              "proxy that sets the trusted header).")] = "127.0.0.1:9011",
-    prometheus: Annotated[str, typer.Option(help="Prometheus base URL to pull unit aggregates from.")] = (
-        "http://127.0.0.1:9090"),
+    prometheus: Annotated[list[str] | None, typer.Option(
+        help="Prometheus base URL to pull unit aggregates from; for several clusters repeat it as CLUSTER=URL "
+             "(units are stored with their cluster). Default http://127.0.0.1:9090.")] = None,
     access: Annotated[Path | None, typer.Option(help="Access file (YAML): admins, tokens, projects, header.")] = None,
     db: DbOption = None,
     interval: Annotated[float, typer.Option(help="Seconds between pulls from Prometheus (0: never pull).")] = 300.0,
@@ -266,17 +267,23 @@ def monitor_api(
     Client addresses come from the socket only (X-Forwarded-For and the like are ignored); the access file's
     trusted_header is believed only from its trusted_proxies.
 
-    Example: wattwise monitor-api --prometheus http://127.0.0.1:9090 --db monitor.db --access access.yml"""
+    Example: wattwise monitor-api --prometheus http://127.0.0.1:9090 --db monitor.db --access access.yml
+
+    Two clusters: --prometheus hpc1=http://prom-hpc1:9090 --prometheus hpc2=http://prom-hpc2:9090"""
     from wattwise.monitor.access import UVICORN_OPTIONS, AccessConfig, check_header_trust, default_access
-    from wattwise.monitor.aggregate import Aggregator, PromClient
+    from wattwise.monitor.aggregate import Aggregator, AggregatorGroup, PromClient, parse_sources
     from wattwise.monitor.exporter import parse_listen
     from wattwise.store import open_store
 
     config = AccessConfig.load(access) if access else default_access()
     if not once:
         check_header_trust(config, insecure_trust_header, str(access))
+    sources = parse_sources(prometheus or ["http://127.0.0.1:9090"])
     store = open_store(db)
-    aggregator = Aggregator(store, PromClient(prometheus), step_s=step, lookback_s=lookback)
+    aggregators = [Aggregator(store, PromClient(url), step_s=step, lookback_s=lookback, cluster=cluster)
+                   for cluster, url in sources]
+    aggregator: Aggregator | AggregatorGroup = aggregators[0] if len(aggregators) == 1 else AggregatorGroup(
+        aggregators)
     if once:
         summary = aggregator.run_once()
         console.print_json(data=summary)

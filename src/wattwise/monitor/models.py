@@ -1,4 +1,4 @@
-"""Tables of the monitoring aggregates (migration 0004_monitor, branch `monitor`).
+"""Tables of the monitoring aggregates (migrations 0004_monitor and 0005_monitor_cluster, branch `monitor`).
 
 * ``monitor_units``: one row per compute unit seen in Prometheus: who, when, totals, and the counter
   values of the last pull (to turn cumulative exporter counters into increments);
@@ -20,9 +20,10 @@ from wattwise.store.models import Base, utcnow
 
 class MonitorUnit(Base):
     __tablename__ = "monitor_units"
-    __table_args__ = (UniqueConstraint("hostname", "manager", "unit_id", name="uq_monitor_units_key"),)
+    __table_args__ = (UniqueConstraint("cluster", "hostname", "manager", "unit_id", name="uq_monitor_units_key"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    cluster: Mapped[str] = mapped_column(String(255), index=True, default="", server_default="")  # 0005
     hostname: Mapped[str] = mapped_column(String(255))
     manager: Mapped[str] = mapped_column(String(32))
     unit_id: Mapped[str] = mapped_column(String(255), index=True)

@@ -84,10 +84,12 @@ def create_proxy(prometheus_url: str | Sequence[str], access: AccessConfig, stor
                 return False
             with store.session() as session:
                 for hostname, manager, unit_id in set(keys):
-                    row = session.execute(select(MonitorUnit.user, MonitorUnit.project).where(
+                    # every cluster's unit with this key must be theirs (the same key can exist in two clusters)
+                    rows = session.execute(select(MonitorUnit.user, MonitorUnit.project).where(
                         MonitorUnit.hostname == hostname, MonitorUnit.manager == manager,
-                        MonitorUnit.unit_id == unit_id)).first()
-                    if row is None or not (row[0] == who.user or (row[1] and row[1] in who.projects)):
+                        MonitorUnit.unit_id == unit_id)).all()
+                    if not rows or not all(row[0] == who.user or (row[1] and row[1] in who.projects)
+                                           for row in rows):
                         return False
             return True
 
