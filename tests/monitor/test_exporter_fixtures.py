@@ -211,3 +211,27 @@ def test_gpu_power_no_unit_uses_is_reported_and_kept_out_of_the_split(fixture_ru
     assert split["unattributed"] == pytest.approx(62.0)
     assert split["cpu"] == pytest.approx(0.7 * (312 - 62))
     assert sum(unit_values(text, "wattwise_unit_power_watts").values()) <= 312 - 62 + 1e-9
+
+
+def test_emissions_keep_the_intensity_of_the_moment(fixture_run) -> None:
+    """A unit's emissions counter integrates each interval's energy at that interval's grid intensity, so
+    what a job emitted does not change when the grid does later (CEEMS multiplies at query time)."""
+    from wattwise.carbon.live import CachedIntensity, StaticSource
+
+    run = fixture_run("slurm-v1")
+    run.exporter.intensity = CachedIntensity(StaticSource.for_country("PL"))
+    run.advance(10.0)
+    first = run.scrape()
+    run.exporter.intensity = CachedIntensity(StaticSource.for_country("FR"))
+    run.clock[0] += 10.0
+    second = run.scrape()
+    pl, fr = country_factor("PL").intensity_g_per_kwh, country_factor("FR").intensity_g_per_kwh
+    assert pl > 3 * fr  # two very different grids
+    e1 = unit_values(first, "wattwise_unit_energy_joules_total")
+    e2 = unit_values(second, "wattwise_unit_energy_joules_total")
+    g1 = unit_values(first, "wattwise_unit_emissions_grams_total")
+    g2 = unit_values(second, "wattwise_unit_emissions_grams_total")
+    for unit in e1:
+        assert g1[unit] == pytest.approx(e1[unit] / 3.6e6 * pl)
+        assert g2[unit] == pytest.approx(e1[unit] / 3.6e6 * pl + (e2[unit] - e1[unit]) / 3.6e6 * fr)
+        assert g2[unit] > e2[unit] / 3.6e6 * fr  # not re-priced at the new intensity
