@@ -6,8 +6,9 @@ load numpy and SQLAlchemy.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from wattwise._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from wattwise.analysis.phases import (
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
         summarize_phase,
         summarize_run,
     )
+    from wattwise.analysis.present import print_summary
 
 __all__ = [
     "PhaseSummary",
@@ -28,12 +30,12 @@ __all__ = [
     "gauge_integral",
     "load_series",
     "machine_energy",
+    "print_summary",
     "summarize_phase",
     "summarize_run",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        return getattr(importlib.import_module("wattwise.analysis.phases"), name)
-    raise AttributeError(f"module 'wattwise.analysis' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, {
+    **{name: "wattwise.analysis.phases" for name in __all__ if name != "print_summary"},
+    "print_summary": "wattwise.analysis.present",
+})

@@ -45,6 +45,7 @@ from typing import Any
 
 from wattwise.carbon.static import GridFactor, country_factor, resolve_grid_factor
 from wattwise.errors import ConfigError, WattwiseError
+from wattwise.errors import IntensityError as IntensityError
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,6 @@ UK_CARBON_INTENSITY_URL = "https://api.carbonintensity.org.uk"
 ENV_ELECTRICITYMAPS_TOKEN = "ELECTRICITYMAPS_TOKEN"
 DEFAULT_TTL_S = 900.0
 DEFAULT_TIMEOUT_S = 5.0
-
-
-class IntensityError(WattwiseError):
-    """A source could not give an intensity now (network, HTTP status, unexpected response)."""
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wattwise.errors import WattwiseError
-
-
-class TraceError(WattwiseError):
-    """A carbon-intensity trace file or query is not valid."""
+from wattwise.errors import TraceError as TraceError
 
 
 @dataclass(frozen=True, eq=False)

@@ -21,15 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from wattwise.errors import WattwiseError
+from wattwise.errors import FitError as FitError
 from wattwise.jobmodel.model import JobModel, Phase
 from wattwise.jobmodel.phasemap import PhaseMap, PhaseSpan, default_phasemap, phase_spans
 from wattwise.jobmodel.pinpoint import PowerRun
-
-
-class FitError(WattwiseError):
-    """The runs cannot be fitted together."""
-
 
 Baseline = float | str | None  # W, "windows", or None
 

@@ -14,13 +14,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from wattwise.errors import ConfigError, WattwiseError
+from wattwise.errors import ConfigError
+from wattwise.errors import ExperimentError as ExperimentError
 
 __all__ = ["ExperimentError", "FunctionMeter", "Meter", "PowerTrace", "SamplerMeter"]
-
-
-class ExperimentError(WattwiseError):
-    """A campaign cannot run or a recording went wrong."""
 
 
 @dataclass

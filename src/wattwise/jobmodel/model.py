@@ -23,13 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wattwise.errors import WattwiseError
-
-
-class ModelError(WattwiseError):
-    """A job model (file or value) is not valid; the message names the file, the key path and what is
-    allowed."""
-
+from wattwise.errors import ModelError as ModelError
 
 PHASE_KEYS = ("name", "duration_s", "power_w", "is_checkpoint")
 _ALIASES = {"duration": "duration_s", "power": "power_w"}

@@ -8,16 +8,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from wattwise.errors import WattwiseError
+from wattwise.errors import PhaseMapError as PhaseMapError
 from wattwise.jobmodel.pinpoint import Event, PowerRun, RunError
 
 SECTIONS = ("startup", "work")
 _TOP_KEYS = ("version", "launch", "phases", "ignore", "case_sensitive", "description")
 _RULE_KEYS = ("match", "phase", "section", "checkpoint")
-
-
-class PhaseMapError(WattwiseError):
-    """A phase map file is not valid; the message names the file, the key path and what is allowed."""
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wattwise.errors import WattwiseError
-
-
-class RunError(WattwiseError):
-    """A measured run (folder or database run) cannot be used; the message names the file and line."""
+from wattwise.errors import RunError as RunError
 
 
 @dataclass(frozen=True)

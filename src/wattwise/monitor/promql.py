@@ -19,15 +19,8 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from wattwise.errors import WattwiseError
-
-
-class PromQLError(WattwiseError):
-    """The expression cannot be read by the guard."""
-
-
-class AccessDenied(WattwiseError):
-    """The expression selects series the user may not read."""
+from wattwise.errors import AccessDenied as AccessDenied
+from wattwise.errors import PromQLError as PromQLError
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar
 
-from wattwise.errors import WattwiseError
+from wattwise.errors import ProviderError as ProviderError
 
 
 class Kind(StrEnum):
@@ -55,10 +55,6 @@ class Availability:
     @classmethod
     def no(cls, reason: str) -> Availability:
         return cls(False, reason)
-
-
-class ProviderError(WattwiseError):
-    """A provider could not open or read its source."""
 
 
 class Provider(ABC):

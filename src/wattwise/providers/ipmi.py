@@ -31,6 +31,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from wattwise.errors import DcmiUnavailable as DcmiUnavailable
 from wattwise.providers.base import Availability, Kind, MetricSpec, Provider, ProviderError, Scope
 
 METRIC = "ipmi_power_w"
@@ -77,10 +78,6 @@ def run_command(command: Sequence[str], timeout_s: float = DEFAULT_TIMEOUT_S) ->
 def call_runner(runner: Runner, command: Sequence[str]) -> CommandResult:
     result = runner(list(command))
     return CommandResult(0, result) if isinstance(result, str) else result
-
-
-class DcmiUnavailable(ProviderError):
-    """The BMC does not support, or has not activated, DCMI power readings."""
 
 
 @dataclass(frozen=True)

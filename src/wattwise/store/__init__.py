@@ -11,22 +11,34 @@ not load SQLAlchemy.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from wattwise._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from wattwise.errors import DatabaseError
     from wattwise.store.models import LogEntry, Metric, Note, Phase, Run, RunStatus
     from wattwise.store.store import SampleRow, Store
 
-__all__ = ["LogEntry", "Metric", "Note", "Phase", "Run", "RunStatus", "SampleRow", "Store", "open_store"]
-_WHERE = {name: "wattwise.store.models" for name in ("LogEntry", "Metric", "Note", "Phase", "Run", "RunStatus")}
-_WHERE.update({"SampleRow": "wattwise.store.store", "Store": "wattwise.store.store"})
+__all__ = [
+    "DatabaseError",
+    "LogEntry",
+    "Metric",
+    "Note",
+    "Phase",
+    "Run",
+    "RunStatus",
+    "SampleRow",
+    "Store",
+    "open_store",
+]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module 'wattwise.store' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, {
+    **{name: "wattwise.store.models" for name in ("LogEntry", "Metric", "Note", "Phase", "Run", "RunStatus")},
+    "SampleRow": "wattwise.store.store",
+    "Store": "wattwise.store.store",
+    "DatabaseError": "wattwise.errors",
+})
 
 
 def open_store(db: str | None) -> Store:

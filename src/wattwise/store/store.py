@@ -12,6 +12,7 @@ from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from wattwise.errors import DatabaseError as DatabaseError
 from wattwise.errors import WattwiseError
 from wattwise.providers.base import MetricSpec
 from wattwise.store.db import make_engine, migrate
@@ -19,9 +20,6 @@ from wattwise.store.models import LogEntry, Metric, Note, Phase, Run, RunStatus,
 
 SampleRow = tuple[int, int, float]  # (metric_id, t_us, value)
 
-
-class DatabaseError(WattwiseError):
-    """The database cannot be read or written (read-only, full, unreachable)."""
 
 # PostgreSQL binary COPY: a row is int16 field count, then per field int32 length + big-endian value
 _PG_ROW = np.dtype([("fields", ">i2"), ("len_m", ">i4"), ("metric_id", ">i4"), ("len_t", ">i4"),

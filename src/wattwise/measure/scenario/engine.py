@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wattwise.errors import EngineError as EngineError
 from wattwise.errors import WattwiseError
 from wattwise.measure.scenario.model import Healthcheck
 
@@ -30,14 +31,6 @@ RUN_ID_LABEL = "wattwise.run_id"  # the stored run's id: `wattwise runs recover`
 SERVICE_LABEL = "io.wattwise.service"
 DEFAULT_TIMEOUT_S = 120.0
 BUILD_TIMEOUT_S = 3600.0
-
-
-class EngineError(WattwiseError):
-    """A container engine command failed; the message carries its output."""
-
-    def __init__(self, message: str, output: str = "") -> None:
-        super().__init__(message)
-        self.output = output
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wattwise.errors import WattwiseError
+from wattwise.errors import ScenarioError as ScenarioError
 
 KeyPath = tuple[str | int, ...]
 
@@ -41,16 +41,3 @@ class Problem:
         return f"{where}{key}{self.message}"
 
 
-class ScenarioError(WattwiseError):
-    """A scenario file that cannot be used; `problems` lists every finding with its line and key path."""
-
-    def __init__(self, file: str, problems: list[Problem]) -> None:
-        self.file = file
-        self.problems = sorted(problems, key=lambda p: (p.location.file, p.location.line) if p.location else ("", 0))
-        count = len(self.problems)
-        head = f"{file} is not a valid usage scenario ({count} problem{'s' if count != 1 else ''}):"
-        super().__init__("\n".join([head, *(f"  {p}" for p in self.problems)]))
-
-    @property
-    def lines(self) -> list[str]:
-        return [str(p) for p in self.problems]

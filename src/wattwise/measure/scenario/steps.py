@@ -6,7 +6,8 @@ import subprocess
 import time
 from typing import TYPE_CHECKING
 
-from wattwise.errors import WattwiseError
+from wattwise.errors import RunCancelled as RunCancelled
+from wattwise.errors import StepFailed as StepFailed
 from wattwise.measure.clock import Clock
 from wattwise.measure.scenario.backends import Backend
 from wattwise.measure.scenario.model import FlowCommand, FlowStep, Healthcheck, Scenario, Service, ShellCommand
@@ -14,17 +15,6 @@ from wattwise.measure.scenario.outputs import Collected, LineOptions, RunningCom
 
 if TYPE_CHECKING:
     from wattwise.measure.scenario.runner import RunOptions
-
-
-class RunCancelled(WattwiseError):
-    """The caller set RunOptions.cancel."""
-
-
-class StepFailed(WattwiseError):
-    def __init__(self, message: str, output: str, exit_code: int | None) -> None:
-        super().__init__(message)
-        self.output = output
-        self.exit_code = exit_code
 
 
 Background = tuple[RunningCommand, str, LineOptions | None, bool, bool]
