@@ -31,8 +31,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from wattwise.errors import ConfigError, WattwiseError
 from wattwise.errors import PrometheusError as PrometheusError
-from wattwise.errors import WattwiseError
 from wattwise.monitor.models import (
     MonitorProjectDay,
     MonitorSync,
@@ -129,13 +129,15 @@ class _Series:
 
 class Aggregator:
     def __init__(self, store: Store, client: PromClient, *, step_s: float = 15.0,
-                 lookback_s: float = 86400.0, clock: Callable[[], float] | None = None) -> None:
+                 lookback_s: float = 86400.0, clock: Callable[[], float] | None = None, cluster: str = "") -> None:
+        """`cluster`: the name stored with every unit pulled from this Prometheus (one Prometheus per cluster)."""
         import time
 
         from wattwise.monitor import models  # noqa: F401 - the tables must be known to the ORM
 
         self.store = store
         self.client = client
+        self.cluster = cluster
         self.step_s = step_s
         self.lookback_s = lookback_s
         self.clock = clock or time.time
@@ -224,10 +226,11 @@ class Aggregator:
                b: float) -> tuple[float, float]:
         hostname, manager, unit_id, user, project = key
         unit = session.scalars(select(MonitorUnit).where(
-            MonitorUnit.hostname == hostname, MonitorUnit.manager == manager,
+            MonitorUnit.cluster == self.cluster, MonitorUnit.hostname == hostname, MonitorUnit.manager == manager,
             MonitorUnit.unit_id == unit_id)).one_or_none()
         if unit is None:
-            unit = MonitorUnit(hostname=hostname, manager=manager, unit_id=unit_id, user=user, project=project,
+            unit = MonitorUnit(cluster=self.cluster, hostname=hostname, manager=manager, unit_id=unit_id, user=user,
+                               project=project,
                                energy_j=0.0, emissions_g=0.0, cpu_s=0.0, memory_sum_b=0.0, memory_samples=0)
             session.add(unit)
             session.flush()
@@ -330,3 +333,49 @@ class Aggregator:
 
         threading.Thread(target=loop, name="wattwise-monitor-pull", daemon=True).start()
         return stop
+
+
+class AggregatorGroup:
+    """Several clusters' aggregators (one Prometheus each) behind the interface the API uses."""
+
+    def __init__(self, aggregators: list[Aggregator]) -> None:
+        self.aggregators = aggregators
+
+    @property
+    def last_summary(self) -> dict[str, Any]:
+        return {a.cluster: a.last_summary for a in self.aggregators}
+
+    @property
+    def last_error(self) -> str | None:
+        errors = [f"{a.cluster}: {a.last_error}" for a in self.aggregators if a.last_error]
+        return "; ".join(errors) or None
+
+    def run_once(self, now_s: float | None = None) -> dict[str, Any]:
+        return {a.cluster: a.run_once(now_s) for a in self.aggregators}
+
+    def start(self, interval_s: float) -> threading.Event:
+        stops = [a.start(interval_s) for a in self.aggregators]
+        stop = threading.Event()
+
+        def relay() -> None:
+            stop.wait()
+            for each in stops:
+                each.set()
+
+        threading.Thread(target=relay, name="wattwise-monitor-pull-stop", daemon=True).start()
+        return stop
+
+
+def parse_sources(specs: list[str]) -> list[tuple[str, str]]:
+    """``URL`` or ``CLUSTER=URL`` → (cluster, URL); cluster names must be unique."""
+    sources: list[tuple[str, str]] = []
+    for spec in specs:
+        name, sep, url = spec.partition("=")
+        cluster, url = (name.strip(), url.strip()) if sep and not name.startswith(("http://", "https://")) else (
+            "", spec.strip())
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"--prometheus {spec!r}: expected URL or CLUSTER=URL with an http(s) URL")
+        if any(cluster == c for c, _ in sources):
+            raise ConfigError(f"--prometheus: cluster {cluster or '(unnamed)'!r} is given twice")
+        sources.append((cluster, url))
+    return sources

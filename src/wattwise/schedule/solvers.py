@@ -13,7 +13,9 @@ in the next slots. Costs are in grams (J × g/kWh / 3.6e6). ``blocked[t]`` marks
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -216,7 +218,15 @@ def suspend_resume_many(c: np.ndarray, startup_j: np.ndarray, work_j: np.ndarray
             row_blocked = None if blocked_arr is None else blocked_arr[b]
             sc[b] = start_costs(c[b] if startup_cost else np.zeros(T), s_j, row_blocked)
     layered = max_resumes is not None
+    U = T - ns - L + 1
+    shared = _SHARED.get("tables")
+    if (algorithm != "slots" and blocked_arr is None and shared is not None
+            and shared.fits(c, sc, w_j, ok, G, layered, ns, algorithm)):
+        results = [r for tables in shared.tables for r in dp.backtrack(tables, ns, layered, U)]
+        return [None if r is None else Plan(r[0], r[1] / J_PER_KWH) for r in results]
     step = max(1, DP_MEMORY_BYTES // per_window)
+    keep = algorithm != "slots" and blocked_arr is None and "tables" in _SHARED
+    kept: list[dp.Tables] = []
     plans: list[Plan | None] = []
     for b0 in range(0, B, step):
         part = slice(b0, b0 + step)
@@ -224,10 +234,57 @@ def suspend_resume_many(c: np.ndarray, startup_j: np.ndarray, work_j: np.ndarray
         if algorithm == "slots":
             results = dp.slots(c[part], sc[part], w_j, ok, G, layered, ns, sub_blocked)
         else:
-            results = dp.progress(c[part], sc[part], w_j, ok, G, layered, ns, sub_blocked,
-                                  compiled=algorithm == "progress")
+            tables = dp.progress_tables(c[part], sc[part], w_j, ok, G, layered, ns, sub_blocked,
+                                        compiled=algorithm == "progress")
+            results = dp.backtrack(tables, ns, layered, U)
+            if keep:
+                kept.append(tables)
         plans += [None if r is None else Plan(r[0], r[1] / J_PER_KWH) for r in results]
+    if keep and sum(t[0].nbytes + t[1].nbytes for t in kept) <= 4 * DP_MEMORY_BYTES:
+        _SHARED["tables"] = _SharedTables(c, sc, w_j, ok, G, layered, ns, algorithm, kept)
     return plans
+
+
+@dataclass
+class _SharedTables:
+    """The tables of the last program solved while sharing (see :func:`sharing_deadlines`)."""
+
+    c: np.ndarray
+    sc: np.ndarray
+    w: np.ndarray
+    ok: np.ndarray | None
+    G: int
+    layered: bool
+    ns: int
+    algorithm: str
+    tables: list[dp.Tables]
+
+    def fits(self, c: np.ndarray, sc: np.ndarray, w: np.ndarray, ok: np.ndarray | None, G: int, layered: bool,
+             ns: int, algorithm: str) -> bool:
+        """Windows with the same arrivals, job and settings whose deadlines are not later: their intensity
+        (and startup costs) must equal the first slots of these windows, bit for bit."""
+        T = c.shape[1]
+        return (algorithm == self.algorithm and G == self.G and layered == self.layered and ns == self.ns
+                and c.shape[0] == self.c.shape[0] and self.c.shape[1] >= T and np.array_equal(w, self.w)
+                and ((ok is None and self.ok is None)
+                     or (ok is not None and self.ok is not None and np.array_equal(ok, self.ok)))
+                and np.array_equal(c, self.c[:, :T]) and np.array_equal(sc, self.sc[:, :sc.shape[1]]))
+
+
+_SHARED: dict[str, _SharedTables | None] = {}
+
+
+@contextlib.contextmanager
+def sharing_deadlines() -> Iterator[None]:
+    """Inside: a suspend-resume program is kept until the next one, and windows that are a prefix of its
+    windows (same arrivals, earlier deadlines: e.g. the cells of a sweep that differ only in the waiting
+    time, largest first) are answered from its tables instead of being solved again. Same plans, bit for
+    bit; memory: the kept tables (at most ``DP_MEMORY_BYTES`` per chunk of windows)."""
+    _SHARED["tables"] = None
+    try:
+        yield
+    finally:
+        _SHARED.pop("tables", None)
 
 
 def cheapest_slots(c: np.ndarray, n: int) -> list[Block]:
