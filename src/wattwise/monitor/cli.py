@@ -12,6 +12,7 @@ import typer
 from wattwise.clitools import DbOption, console, err_console
 
 if TYPE_CHECKING:
+    from wattwise.carbon.live import CachedIntensity
     from wattwise.monitor.node import IpmiPoller
     from wattwise.providers.gpu_tools import GpuReader
 
@@ -25,11 +26,27 @@ def register(app: typer.Typer) -> None:
     app.command("monitor-proxy", rich_help_panel=PANEL)(monitor_proxy)
 
 
-def _intensity(grid: str | None, grid_fallback: str | None, grid_url: str | None, grid_ttl: float):
-    from wattwise.carbon.live import CachedIntensity, StaticSource, default_static_source, make_source
+def _intensity(grid: str | None, grid_fallback: str | None, grid_url: str | None,
+               grid_ttl: float) -> CachedIntensity:
+    from wattwise.carbon.live import (
+        CachedIntensity,
+        IntensitySource,
+        StaticSource,
+        default_static_source,
+        make_source,
+    )
 
     fallback = StaticSource.for_country(grid_fallback) if grid_fallback else default_static_source()
-    source = make_source(grid, base_url=grid_url) if grid else fallback
+    if grid and grid.lower().startswith("watttime:"):
+        from wattwise.carbon.watttime import WATTTIME_URL, WattTimeSource
+        from wattwise.errors import ConfigError
+
+        region = grid.split(":", 1)[1].strip()
+        if not region:
+            raise ConfigError("--grid watttime:<region> needs a WattTime region, e.g. watttime:CAISO_NORTH")
+        source: IntensitySource = WattTimeSource(region, base_url=grid_url or WATTTIME_URL)
+    else:
+        source = make_source(grid, base_url=grid_url) if grid else fallback
     return CachedIntensity(source, ttl_s=grid_ttl, fallback=None if source is fallback else fallback)
 
 
@@ -47,7 +64,8 @@ def exporter(
     pue: Annotated[float | None, typer.Option(help="Power usage effectiveness (default $WATTWISE_PUE or 1).")] = None,
     grid: Annotated[str | None, typer.Option(
         help="Grid intensity source: static:<country|g/kWh>, trace:<csv>, electricitymaps:<zone>, rte, ukci, "
-             "ukci:<postcode|region id> (default: static, from $WATTWISE_GRID_INTENSITY / $WATTWISE_COUNTRY, "
+             "ukci:<postcode|region id>, watttime:<region> ($WATTTIME_USERNAME/$WATTTIME_PASSWORD) "
+             "(default: static, from $WATTWISE_GRID_INTENSITY / $WATTWISE_COUNTRY, "
              "else the world average).")] = None,
     grid_fallback: Annotated[str | None, typer.Option(
         help="Country whose static factor is used while a live source has never answered.")] = None,
