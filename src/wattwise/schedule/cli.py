@@ -48,6 +48,15 @@ def simulate_command(
     forecast_error: Annotated[float, typer.Option("--forecast-error", help="Relative error (std. dev.) of "
                                                   "the forecast the policies decide on; 0 = perfect.")] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the forecast error.")] = 0,
+    forecast_model: Annotated[str, typer.Option("--forecast-model", help="multiplicative (each trace sample × "
+                                                "(1 + e·N)), additive (LWA: + e·mean·N per slot), ar1 (error "
+                                                "growing with lead time), issued (--forecast-file).")]
+    = "multiplicative",
+    forecast_file: Annotated[Path | None, typer.Option("--forecast-file", help="Issued forecasts: CSV "
+                                                       "issue_time,target_time,g_per_kwh; the latest issue "
+                                                       "before each decision is used.")] = None,
+    forecast_phi: Annotated[float, typer.Option("--forecast-phi", help="ar1: correlation of the error "
+                                                "between neighbouring lead times.")] = 0.9,
     threshold_percentile: Annotated[float, typer.Option("--threshold-percentile",
                                                         help="threshold: percentile of the next 24 h.")] = 30.0,
     cpu_power: Annotated[float, typer.Option("--cpu-power", help="Watts per CPU of jobs without a model.")] = 10.0,
@@ -95,7 +104,8 @@ def simulate_command(
     options = Options(policy=policy, wait_s=wait_hours * 3600.0, resolution_s=resolution_s,
                       max_resumes=max_resumes, checkpoint_only=checkpoint_only, capacity=capacity,
                       forecast_error=forecast_error, seed=seed, threshold_percentile=threshold_percentile,
-                      origin_s=origin_s)
+                      origin_s=origin_s, forecast_model=forecast_model, forecast_phi=forecast_phi,
+                      forecast_file=str(forecast_file) if forecast_file else None)
     trace = read_trace(carbon)
     default_model = load_model(model) if model is not None else None
     job_list = read_jobs(jobs, default_model=default_model, cpu_power_w=cpu_power, averaged=averaged,

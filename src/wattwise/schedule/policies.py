@@ -164,7 +164,8 @@ class Oracle:
         return [(solvers.best_start(request.c, p.run_j, request.blocked)[0], 0, p.n_work)]
 
     def pick(self, cost: np.ndarray) -> np.ndarray:
-        return np.argmin(cost, axis=1)
+        picked: np.ndarray = np.argmin(cost, axis=1)
+        return picked
 
 
 class SuspendResume:

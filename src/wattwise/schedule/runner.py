@@ -177,7 +177,7 @@ def _tasks(todo: list[tuple[str, dict[str, Any]]]) -> list[list[tuple[str, dict[
 
     def cost(task: list[tuple[str, dict[str, Any]]]) -> float:
         c = max((config for _, config in task), key=lambda config: config["wait_h"])
-        return (c["wait_h"] + c["length_h"]) * c["length_h"] * (4 if is_exact(c["policy"]) else 1)
+        return float((c["wait_h"] + c["length_h"]) * c["length_h"] * (4 if is_exact(c["policy"]) else 1))
 
     return sorted(groups.values(), key=cost, reverse=True)
 

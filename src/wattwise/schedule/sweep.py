@@ -51,13 +51,14 @@ from wattwise.schedule.simulate import POLICIES, Options, simulate, summary
 from wattwise.units import parse_duration_s
 
 GRID_KEYS = ("policy", "length_h", "wait_h", "phases", "startup_min", "startup_w", "averaged", "max_resumes",
-             "checkpoint_only", "capacity", "forecast_error", "seed", "threshold_percentile")
+             "checkpoint_only", "capacity", "forecast_error", "forecast_model", "seed", "threshold_percentile")
 TOP_KEYS = ("carbon", "start", "months", "conventions", "resolution", "arrivals_h", "jobs", "jobs_time_unit",
             "phases", "grid", "description")
 DEFAULT_PHASES = {"constant-100W": [{"name": "work", "duration_s": 3600, "power_w": 100}]}
 _DEFAULTS: dict[str, Any] = {"policy": "suspend-resume", "length_h": 1, "wait_h": 24, "phases": None,
                              "startup_min": 0, "startup_w": 0, "averaged": False, "max_resumes": None,
-                             "checkpoint_only": False, "capacity": None, "forecast_error": 0.0, "seed": 0,
+                             "checkpoint_only": False, "capacity": None, "forecast_error": 0.0,
+                             "forecast_model": "multiplicative", "seed": 0,
                              "threshold_percentile": 30.0}
 #: how synthetic jobs are built. wattwise: the startup comes on top of ``length_h`` (every (re)start repeats
 #: it), an averaged job is constant power without a startup (Carbs' mocked-constant-from-phases). thesis: as
@@ -251,6 +252,10 @@ def _check_value(path: Path, key: str, value: Any, phases: dict[str, JobModel]) 
         if value not in POLICIES:
             raise ConfigError(f"{where}: unknown policy {value!r}; allowed: {', '.join(POLICIES)}")
         return value
+    if key == "forecast_model":
+        if value not in ("multiplicative", "additive", "ar1"):
+            raise ConfigError(f"{where}: {value!r} is not one of multiplicative, additive, ar1")
+        return value
     if key == "phases":
         if str(value) not in phases:
             raise ConfigError(f"{where}: unknown pattern {value!r}; defined: {', '.join(phases)}")
@@ -323,6 +328,7 @@ def _options(grid: Grid, config: dict[str, Any]) -> Options:
     return Options(policy=config["policy"], wait_s=config["wait_h"] * 3600.0, resolution_s=grid.resolution_s,
                    max_resumes=config["max_resumes"], checkpoint_only=config["checkpoint_only"],
                    capacity=config["capacity"], forecast_error=config["forecast_error"], seed=config["seed"],
+                   forecast_model=config["forecast_model"],
                    threshold_percentile=config["threshold_percentile"], origin_s=grid.origin_s(config))
 
 
@@ -333,8 +339,8 @@ def _key(grid: Grid, config: dict[str, Any], jobs: list[Job]) -> str:
         options_key = {**options.__dict__, "threshold_percentile": None}
     else:
         options_key = options.__dict__
-    if options.forecast_error == 0:
-        options_key = {**options_key, "seed": None}
+    if options.forecast_error == 0 and options.forecast_model != "ar1":
+        options_key = {**options_key, "seed": None, "forecast_model": None}
     return json.dumps({"zone": config.get("zone"), "options": options_key, "models": models,
                        "jobs": [(j.arrival_s, j.length_s, j.cpus, j.wait_s) for j in jobs]}, sort_keys=True)
 
@@ -407,7 +413,7 @@ def run_config(trace: CarbonTrace, grid: Grid, config: dict[str, Any], trace_job
         "interruptions_per_job": totals["interruptions"] / max(1, totals["jobs"]),
         "deadlines_missed": totals["deadlines_missed"],
         "optimal": config["policy"] in EXACT_POLICIES and config["forecast_error"] == 0
-        and config["capacity"] is None,
+        and config["forecast_model"] != "ar1" and config["capacity"] is None,
         "elapsed_s": elapsed,
         "cpu_s": cpu,
     }
