@@ -185,3 +185,63 @@ def test_immutable_database_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "readonly database" in result.stderr and "immutable" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+HOST_SCENARIO = """\
+name: killed while running
+author: wattwise tests
+description: a host service and a long step
+services:
+  ticker:
+    command: sleep 300
+flow:
+  - name: Work
+    container: ticker
+    commands:
+      - type: console
+        command: sleep 300
+"""
+
+
+@pytest.mark.skipif(not is_root(), reason="cgroups need root")
+def test_kill_9_of_run_with_host_services_is_recovered(tmp_path: Path) -> None:
+    """`wattwise run` (host backend) killed: the service and the step's processes, in the scenario's cgroups, are
+    killed and the cgroups removed; the run is crashed with its samples and open phases."""
+    scenario = tmp_path / "usage_scenario.yml"
+    scenario.write_text(HOST_SCENARIO)
+    db = tmp_path / "w.db"
+    process = subprocess.Popen(
+        [*wattwise_bin(), "run", str(scenario), "--backend", "host", "--dev-no-sleeps", "--interval", "50ms",
+         "--db", str(db)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(tmp_path),
+    )
+    store = Store(f"sqlite:///{db}")
+
+    def step_running() -> bool:
+        if not db.exists():
+            return False
+        runs = store.list_runs()
+        if not runs:
+            return False
+        token = (runs[0].settings or {}).get("run_token")
+        cgroups = _wattwise_cgroups(f"scenario-{token}-*") if token else []
+        return any((p / "cgroup.procs").read_text().split() for p in cgroups) and bool(store.sample_count(runs[0].id))
+
+    _wait_for(step_running, 120)
+    time.sleep(1.5)  # the flow step starts after the service
+    run = store.list_runs()[0]
+    token = run.settings["run_token"]
+    cgroups = _wattwise_cgroups(f"scenario-{token}-*")
+    pids = [int(p) for c in cgroups for p in (c / "cgroup.procs").read_text().split()]
+    assert pids
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert store.get_run(run.id).status == RunStatus.RUNNING
+    result = subprocess.run([*wattwise_bin(), "runs", "recover", "--db", str(db)], capture_output=True, text=True,
+                            timeout=120, env=_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    run = store.get_run(run.id)
+    assert run.status == RunStatus.CRASHED
+    assert _samples(store, run.id) > 0
+    assert not _wattwise_cgroups(f"scenario-{token}-*")
+    _wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids), 10)

@@ -184,7 +184,8 @@ def _recover(store: Store, run_id: int, data: dict[str, Any]) -> Recovered | Non
     run = store.get_run(run_id)
     if run.status != RunStatus.RUNNING:
         return None
-    removed = _remove_cgroups(run_id, [Path(p) for p in data.get("cgroups", [])])
+    token = (run.settings or {}).get("run_token")  # a scenario's host services: cgroups scenario-<token>-<service>
+    removed = _remove_cgroups(run_id, [Path(p) for p in data.get("cgroups", [])], str(token) if token else None)
     removed += _remove_labelled(run_id)
     phase = data.get("phase")
     if phase and phase.get("start_us") is not None:
@@ -217,8 +218,9 @@ def _last_sample_us(store: Store, run_id: int) -> int | None:
     return last
 
 
-def _cgroup_dirs_of_run(run_id: int) -> list[Path]:
-    """Cgroups named `run-<id>-*` (or containing the run id label) below the wattwise parent in every hierarchy."""
+def _cgroup_dirs_of_run(run_id: int, token: str | None) -> list[Path]:
+    """Cgroups named `run-<id>-*` (a command's) or `scenario-<token>-*` (a scenario's host services, `token` from
+    the run's settings) below the wattwise parent in every hierarchy."""
     from wattwise.providers.cgroup import CgroupMounts
 
     try:
@@ -229,16 +231,18 @@ def _cgroup_dirs_of_run(run_id: int) -> list[Path]:
     if mounts.v2 is not None:
         points.add(mounts.v2.mount_point)
     found: list[Path] = []
+    patterns = [f"run-{run_id}-*", *([f"scenario-{token}-*"] if token and token.isalnum() else [])]
     for point in points:
-        found.extend((point / CGROUP_PARENT).glob(f"run-{run_id}-*"))
+        for pattern in patterns:
+            found.extend((point / CGROUP_PARENT).glob(pattern))
     return found
 
 
-def _remove_cgroups(run_id: int, recorded: list[Path]) -> list[str]:
+def _remove_cgroups(run_id: int, recorded: list[Path], token: str | None = None) -> list[str]:
     import signal
     import time
 
-    directories = list(dict.fromkeys([*recorded, *_cgroup_dirs_of_run(run_id)]))
+    directories = list(dict.fromkeys([*recorded, *_cgroup_dirs_of_run(run_id, token)]))
     removed: list[str] = []
     for directory in directories:
         if not directory.is_dir():
