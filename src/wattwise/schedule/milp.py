@@ -22,21 +22,25 @@ from wattwise.schedule.solvers import Block, Infeasible, Plan, start_costs
 from wattwise.units import J_PER_KWH
 
 
-def solver(msg: bool = False):  # returns a pulp solver object
-    """HiGHS through highspy when available, else HiGHS_CMD, else CBC."""
+def solver(msg: bool = False, time_limit_s: float | None = None):  # returns a pulp solver object
+    """HiGHS through highspy when available, else HiGHS_CMD, else CBC; ``time_limit_s`` caps the search."""
     import pulp
 
+    limit = {} if time_limit_s is None else {"timeLimit": time_limit_s}
     available = set(pulp.listSolvers(onlyAvailable=True))
     if "HiGHS" in available:
-        return pulp.HiGHS(msg=msg, mip_rel_gap=0.0)
+        return pulp.HiGHS(msg=msg, mip_rel_gap=0.0, **limit)
     if "HiGHS_CMD" in available:
-        return pulp.HiGHS_CMD(msg=msg, gapRel=0.0)
-    return pulp.PULP_CBC_CMD(msg=msg, gapRel=0.0)
+        return pulp.HiGHS_CMD(msg=msg, gapRel=0.0, **limit)
+    return pulp.PULP_CBC_CMD(msg=msg, gapRel=0.0, **limit)
 
 
 def suspend_resume_milp(c: np.ndarray, startup_j: np.ndarray, work_j: np.ndarray, *,
                         stop_ok: np.ndarray | None = None, max_resumes: int | None = None,
-                        blocked: np.ndarray | None = None, startup_cost: bool = True) -> Plan:
+                        blocked: np.ndarray | None = None, startup_cost: bool = True,
+                        time_limit_s: float | None = None) -> Plan:
+    """The optimum by MILP; ``Infeasible`` also when the solver stops at ``time_limit_s`` without proving
+    optimality (the benchmark's cap)."""
     import pulp
 
     c = np.asarray(c, dtype=float)
@@ -89,7 +93,7 @@ def suspend_resume_milp(c: np.ndarray, startup_j: np.ndarray, work_j: np.ndarray
                 prob += y[t, k - 1] <= (y[t + 1, k] if t + 1 < T else 0)
     if max_resumes is not None:
         prob += pulp.lpSum(z.values()) <= max_resumes + 1
-    status = prob.solve(solver())
+    status = prob.solve(solver(time_limit_s=time_limit_s))
     if pulp.LpStatus[status] != "Optimal":
         raise Infeasible(f"MILP status {pulp.LpStatus[status]}")
     at = {k: next(t for t in range(T) if (y[t, k].value() or 0) > 0.5) for k in range(L)}
