@@ -16,6 +16,8 @@ GET /api/v1/admin/usage                everyone's totals (?by=user|project, star
 GET /api/v1/admin/top                  the top users (?by=energy|emissions|cpu, start, end, limit)
 GET /api/v1/admin/clusters, /stats     clusters and global statistics (wattwise.monitor.admin_api)
 GET /api/v1/units/verify               whether the caller owns the given units
+GET /api/v1/report/monthly             a month's units as JSON, CSV or HTML with carbon-aware savings
+                                       (wattwise.monitor.report)
 =====================================  ==============================================================
 """
 
@@ -29,9 +31,11 @@ from typing import Any, Literal
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from sqlalchemy import func, or_, select, true
 
+from wattwise.carbon.trace import CarbonTrace
 from wattwise.monitor.access import AccessConfig, Identity
 from wattwise.monitor.admin_api import admin_router
 from wattwise.monitor.models import MonitorProjectDay, MonitorUnit, MonitorUserDay
+from wattwise.monitor.report import report_router
 from wattwise.store import Store
 
 
@@ -76,7 +80,9 @@ def period_start(period: str, today: date) -> date:
 
 
 def create_app(store: Store, access: AccessConfig, *, aggregator: Any = None, interval_s: float = 300.0,
-               today: Callable[[], date] | None = None) -> FastAPI:
+               today: Callable[[], date] | None = None, carbon_trace: CarbonTrace | None = None,
+               report_wait_h: float = 12.0) -> FastAPI:
+    """`carbon_trace`: the intensity trace the monthly report's carbon-aware oracle uses (none: no savings)."""
     from wattwise.monitor import models  # noqa: F401 - register the tables
 
     today = today or (lambda: datetime.now(UTC).date())
@@ -125,6 +131,7 @@ def create_app(store: Store, access: AccessConfig, *, aggregator: Any = None, in
 
     # before /api/v1/units/{unit_pk}, so that /api/v1/units/verify is not taken for a unit id
     app.include_router(admin_router(store, identity, admin, window))
+    app.include_router(report_router(store, identity, carbon_trace, report_wait_h, today=today))
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:

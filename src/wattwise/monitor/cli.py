@@ -279,6 +279,10 @@ def monitor_api(
     insecure_trust_header: Annotated[bool, typer.Option(
         "--insecure-trust-header", help="Start even though the access file trusts its user header from any "
                                         "address (no trusted_proxies).")] = False,
+    carbon_trace: Annotated[Path | None, typer.Option(
+        help="Carbon-intensity trace (CSV) for the monthly report's carbon-aware savings.")] = None,
+    report_wait_hours: Annotated[float, typer.Option(
+        help="How long the monthly report's carbon-aware start may delay a unit.")] = 12.0,
 ) -> None:
     """Pull per-unit aggregates from Prometheus into the database and serve them (users see their own).
 
@@ -311,7 +315,11 @@ def monitor_api(
     from wattwise.monitor.api import create_app
 
     host, port = parse_listen(listen)
-    app = create_app(store, config, aggregator=aggregator if interval > 0 else None, interval_s=interval)
+    from wattwise.carbon.trace import read_trace
+
+    trace = read_trace(carbon_trace) if carbon_trace else None
+    app = create_app(store, config, aggregator=aggregator if interval > 0 else None, interval_s=interval,
+                     carbon_trace=trace, report_wait_h=report_wait_hours)
     uvicorn.run(app, host=host, port=port, log_level="warning", **UVICORN_OPTIONS)  # type: ignore[arg-type]
 
 
