@@ -39,6 +39,7 @@ SKIP: dict[str, str] = {
     "wattwise runs import energy.json --db postgresql://ci-db": "an example database host",
     "wattwise cluster": "needs the team's PostgreSQL host and measurement machines (tests/cluster)",
     "wattwise validate usage_scenario.yml": "the reader's own scenario file",
+    "wattwise validate --uri ~/shop": "the reader's own project folder",
     "wattwise model synth model.json": "the reader's own model file",
     "wattwise model fit runs ": "the folders written by the model synth line above",
     "wattwise model cv runs ": "the folders written by the model synth line above",
