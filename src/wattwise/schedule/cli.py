@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -118,7 +118,8 @@ def simulate_command(
         sim = simulate(job_list, trace, options, progress=lambda n: bar.update(task, completed=n))
     out.mkdir(parents=True, exist_ok=True)
     output.write_jobs_csv(sim.results, out / "jobs.csv")
-    extra = {"jobs_file": str(jobs), "carbon_file": str(carbon), "model_file": str(model) if model else None}
+    extra: dict[str, Any] = {"jobs_file": str(jobs), "carbon_file": str(carbon),
+                             "model_file": str(model) if model else None}
     gaps = [g for g in trace.gaps() if g[0] < sim.origin_s + max(r.deadline_s for r in sim.results)
             and g[1] > sim.origin_s + min(r.arrival_s for r in sim.results)]
     if gaps:
@@ -135,7 +136,7 @@ def simulate_command(
     console.print(f"wrote {', '.join(str(out / w) for w in written)}")
 
 
-def _print_summary(console: Console, data: dict) -> None:
+def _print_summary(console: Console, data: dict[str, Any]) -> None:
     from rich.table import Table
 
     from wattwise.units import format_duration, format_si

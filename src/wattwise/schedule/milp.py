@@ -16,13 +16,15 @@ small instances (tests) only.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from wattwise.schedule.solvers import Block, Infeasible, Plan, start_costs
 from wattwise.units import J_PER_KWH
 
 
-def solver(msg: bool = False, time_limit_s: float | None = None):  # returns a pulp solver object
+def solver(msg: bool = False, time_limit_s: float | None = None) -> Any:  # a pulp solver object
     """HiGHS through highspy when available, else HiGHS_CMD, else CBC; ``time_limit_s`` caps the search."""
     import pulp
 
@@ -54,10 +56,10 @@ def suspend_resume_milp(c: np.ndarray, startup_j: np.ndarray, work_j: np.ndarray
     startup_c = start_costs(c, s_j) if ns else np.zeros(T)
     prob = pulp.LpProblem("suspend_resume", pulp.LpMinimize)
     if hasattr(prob, "add_variable"):  # PuLP ≥ 3.3
-        def binary(name: str):
+        def binary(name: str) -> Any:
             return prob.add_variable(name, 0, 1, cat="Integer")
     else:
-        def binary(name: str):
+        def binary(name: str) -> Any:
             return pulp.LpVariable(name, cat="Binary")
     y = {(t, k): binary(f"y_{t}_{k}") for t in range(T) for k in range(L)}
     z = {t: binary(f"z_{t}") for t in range(T - ns)}

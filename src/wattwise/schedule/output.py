@@ -99,7 +99,8 @@ def _coarsen(values: np.ndarray, factor: int) -> np.ndarray:
     if factor <= 1:
         return values
     n = values.size // factor * factor
-    return values[:n].reshape(-1, factor).mean(axis=1)
+    coarse: np.ndarray = values[:n].reshape(-1, factor).mean(axis=1)
+    return coarse
 
 
 def plot_schedule(sim: Simulation, jobs: Sequence[Job], path: Path, max_gantt: int = 40) -> None:

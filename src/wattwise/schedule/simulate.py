@@ -328,7 +328,7 @@ class _Engine:
     def one(self, job: Job) -> JobResult:
         p, a, d = self.window(job)
         blocked = None
-        if self.usage is not None:
+        if self.usage is not None and self.o.capacity is not None:
             blocked = self.usage[a:d] + job.cpus > self.o.capacity
             if not blocked.any():
                 blocked = None
