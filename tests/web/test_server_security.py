@@ -107,9 +107,10 @@ def test_host_header_is_not_reflected_into_the_pages(sqlite_url: str) -> None:
     store.finish_run(run_id, "finished")
     with BackgroundServer(create_app(store=store)) as server:
         pages = [httpx.get(server.url + path, headers={"Host": "evil.example"}, timeout=60) for path in
-                 ("/", f"/runs/{run_id}", "/compare")]
+                 ("/", f"/runs/{run_id}", "/compare", "/timeline", "/timeline?repo=none")]
     for page in pages:
-        assert page.status_code == 200 and "evil.example" not in page.text, page.url
+        assert page.status_code in (200, 404) and "evil.example" not in page.text, page.url
+    assert [p.status_code for p in pages] == [200, 200, 200, 200, 404]
     assert '<script src="/static/plotly.min.js">' in pages[1].text
     assert 'href="/static/style.css"' in pages[0].text
 

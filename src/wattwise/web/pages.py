@@ -96,6 +96,7 @@ def template_globals() -> dict[str, Any]:
         "fmt_pct": fmt_pct,
         "approx": approx,
         "warning_groups": warning_groups,
+        "url_for": _url_path_for,  # every template environment built on these links with paths
     }
 
 
@@ -110,7 +111,6 @@ def _url_path_for(context: dict[str, Any], name: str, /, **path_params: Any) -> 
 def _templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(TEMPLATES))
     templates.env.globals.update(template_globals())
-    templates.env.globals["url_for"] = _url_path_for
     return templates
 
 

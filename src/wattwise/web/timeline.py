@@ -33,7 +33,7 @@ def _templates() -> Jinja2Templates:
     return templates
 
 
-@router.get("/api/timeline", tags=["timeline"])
+@router.get("/api/timeline", tags=["timeline"], responses={404: {"description": "No finished runs of that repository"}})
 def timeline_json(store: StoreDep, repo: RepoQuery, branch: BranchQuery = None,
                   phase: PhaseQuery = "[RUNTIME]") -> dict[str, Any]:
     """Energy of one phase over the commits of a repository (mean, spread, change points)."""
