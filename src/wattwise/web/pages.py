@@ -374,7 +374,7 @@ def power_overlay(
     for group, summaries in (("A", a), ("B", b or [])):
         for summary in summaries:
             t_us, power_w, approx = machine_power_series(store, summary["run_id"])
-            estimated = estimated or approx
+            estimated = estimated or approx or bool(summary.get("estimated"))
             for p in summary["phases"]:
                 if p.get("hidden"):
                     continue
