@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,21 @@ def test_shop_microservices_for_real(store: Store, podman: str, tmp_path: Path, 
     curve = tmp_path / "curve.csv"  # a known load→power curve (the estimate provider): 50 W idle, 150 W busy
     curve.write_text("utilization,power_w\n0,50\n1,150\n")
     monkeypatch.setenv("WATTWISE_POWER_CURVE", str(curve))
+    labelled: dict[str, set[str]] = {"containers": set(), "networks": set()}
+    done = threading.Event()
+
+    def watch(run_id: int) -> None:  # while the run goes on: what carries wattwise.run_id=<its id>
+        def poll() -> None:
+            while not done.is_set():
+                for what, args in (("containers", ["ps", "-a", "--format", "{{.Names}}"]),
+                                   ("networks", ["network", "ls", "--format", "{{.Name}}"])):
+                    out = subprocess.run([podman, *args, "--filter", f"label=wattwise.run_id={run_id}"],
+                                         capture_output=True, text=True, check=False).stdout
+                    labelled[what].update(out.split())
+                done.wait(0.3)
+
+        threading.Thread(target=poll, daemon=True).start()
+
     result = run_scenario(
         store,
         SHOP / "microservices" / "usage_scenario.yml",
@@ -37,8 +53,10 @@ def test_shop_microservices_for_real(store: Store, podman: str, tmp_path: Path, 
             intensity_g_per_kwh=INTENSITY,
             pue=1.0,
             providers=["cpu", "network", "estimate"],
+            on_run_created=watch,
         ),
     )
+    done.set()
     assert result.status == "finished", (result.error, result.output)
     summary = result.summary
     phases = {p["name"]: p for p in summary["phases"]}
@@ -73,6 +91,8 @@ def test_shop_microservices_for_real(store: Store, podman: str, tmp_path: Path, 
     assert any("service catalog: the healthcheck of its image is used" in w for w in warnings)
     settings = store.get_run(result.run_id).settings
     token = settings["run_token"]
+    assert labelled["containers"] == {f"wattwise-{token}-{name}" for name in ("db", "catalog", "cart", "client")}
+    assert labelled["networks"] == {f"wattwise-{token}-shop"}
     assert leftovers(podman, [f"wattwise-{token}"]) == {"containers": [], "networks": [], "volumes": []}
     images = subprocess.run(
         [podman, "images", "--format", "{{.Repository}}", "--filter", f"label=wattwise.run_id={result.run_id}"],
@@ -118,3 +138,36 @@ def test_runner_flags_on_a_local_git_repository(tmp_path: Path, podman: str) -> 
         capture_output=True, text=True, env=env, timeout=60,
     )
     assert done.returncode == 2 and "--filename ../x.yml: leads out of --uri" in done.stderr
+
+
+def test_cached_builds_are_reused_and_labelled(store: Store, podman: str, tmp_path: Path) -> None:
+    shop = tmp_path / "shop"
+    shutil.copytree(SHOP, shop)
+    scenario = shop / "microservices" / "usage_scenario.yml"
+    options = RunOptions(root=shop, dev_no_sleeps=True, dev_no_metrics=True)
+    missing = run_scenario(store, scenario, RunOptions(root=shop, dev_no_sleeps=True, dev_no_build=True))
+    assert missing.status == "failed"
+    assert "--dev-no-build, but there is no image localhost/wattwise-cache-" in (missing.error or "")
+    cached: list[str] = []
+    try:
+        options.dev_cache_build = True
+        first = run_scenario(store, scenario, options)
+        assert first.status == "finished", first.error
+        listing = subprocess.run(
+            [podman, "images", "--format", "{{.Repository}}", "--filter", "reference=localhost/wattwise-cache-*"],
+            capture_output=True, text=True, check=True,
+        ).stdout.split()
+        cached = sorted({name for name in listing if name.endswith(("-db", "-catalog", "-cart"))})
+        assert len(cached) == 3, listing
+        label = subprocess.run(
+            [podman, "image", "inspect", "--format", '{{index .Labels "wattwise.run_id"}}', cached[0]],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        assert label == str(first.run_id)
+        second = run_scenario(store, scenario, RunOptions(root=shop, dev_no_sleeps=True, dev_no_build=True))
+        assert second.status == "finished", second.error
+        builds = [e.text for e in store.logs(second.run_id) if e.source.endswith(" build")]
+        assert len(builds) == 3 and all(text.startswith("reusing localhost/wattwise-cache-") for text in builds)
+    finally:
+        if cached:
+            subprocess.run([podman, "rmi", "-f", *cached], capture_output=True, check=False)
