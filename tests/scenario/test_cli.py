@@ -155,3 +155,36 @@ def test_run_json_carries_the_error(tmp_path: Path, needs_cgroups: None) -> None
     assert summary["status"] == "failed" and summary["exit_code"] == 3
     assert summary["error"].startswith("flow step 'Boom', command 1") and "exited with code 3" in summary["error"]
     assert summary["output"].strip().endswith("\nout")  # the failing command's last lines
+
+
+@pytest.mark.cgroups
+def test_iterations_commit_hash_and_phase_stats(tmp_path: Path, needs_cgroups: None) -> None:
+    repo = tmp_path / "repo"
+    (repo / "sub").mkdir(parents=True)
+    scenario = repo / "sub" / "usage_scenario.yml"
+    scenario.write_text(
+        "name: counted\nauthor: t\ndescription: d\nservices:\n  app: {}\n"
+        "flow:\n  - name: Work\n    container: app\n    commands:\n      - type: console\n"
+        "        command: echo __GMT_VAR_WORD__\n"
+    )
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    first = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    scenario.write_text(scenario.read_text().replace("name: counted", "name: changed"))
+    subprocess.run([*git, "commit", "-q", "-am", "two"], check=True)
+    args = ["run", "--uri", str(repo), "--filename", "sub/usage_scenario.yml", "--backend", "host"]
+    args += ["--dev-no-sleeps", "--variables", "WORD=hello", "--skip-system-checks"]
+    done = wattwise(*args, "--commit-hash", first, "--iterations", "2", "--json", data_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    runs = json.loads(done.stdout)["runs"]
+    assert [r["iteration"] for r in runs] == [1, 2] and len({r["run_id"] for r in runs}) == 2
+    assert all(r["summary"]["name"] == "counted" for r in runs)  # the first commit, not the branch head
+    done = wattwise(*args, "--iterations", "2", data_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "2 iterations" in done.stdout and "mean ± sd" in done.stdout
+    done = wattwise(*args, "--json", "--print-phase-stats", data_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["name"] == "changed"
+    assert "[RUNTIME]:" in done.stderr and "  Work:" in done.stderr  # one line per phase, on stderr
