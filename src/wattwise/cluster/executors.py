@@ -232,18 +232,6 @@ def clone_git(url: str, branch: str | None, destination: Path, cancel: threading
     return head.stdout.strip()
 
 
-def scenario_runner() -> Callable[..., Any] | None:
-    """The scenario runner's Python entry point (`wattwise.measure.scenario.runner.run_scenario`), if any."""
-    try:
-        module = importlib.import_module("wattwise.measure.scenario.runner")
-    except ModuleNotFoundError as exc:
-        if exc.name and "wattwise.measure.scenario.runner".startswith(exc.name):
-            return None
-        raise
-    function = getattr(module, "run_scenario", None)
-    return function if callable(function) else None
-
-
 class ScenarioExecutor(Executor):
     """Runs a usage_scenario (a local folder, or a git repository cloned for the job)."""
 
@@ -267,12 +255,9 @@ class ScenarioExecutor(Executor):
             scenario_file = folder / (job.filename or "usage_scenario.yml")
             if not scenario_file.is_file():
                 return ExecutionResult(False, error=f"no scenario file {job.filename} in {job.source}")
-            runner = scenario_runner()
-            if runner is None:
-                return ExecutionResult(
-                    False, error="this wattwise has no scenario runner (wattwise.measure.scenario.runner)"
-                )
-            return self._run(runner, job, scenario_file, context)
+            from wattwise.measure.scenario.runner import run_scenario
+
+            return self._run(run_scenario, job, scenario_file, context)
         except WattwiseError as exc:
             return ExecutionResult(False, error=str(exc))
         finally:
