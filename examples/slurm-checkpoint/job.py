@@ -45,16 +45,24 @@ if os.environ.get("WATTWISE_RESUME") == "1" and checkpoint.exists():
     state = json.loads(checkpoint.read_text())
 print(f"segment {segment}: starting at unit {state['next_unit']}", flush=True)
 
-deadline = time.monotonic() + STARTUP_S
-while time.monotonic() < deadline and not stop_requested:  # the startup: imports, loading data, warm-up
-    time.sleep(0.05)
+STEP_S = 0.05  # work advances in short steps, so that a suspended job (SIGSTOP) makes no progress meanwhile
+
+
+def busy(seconds: float) -> None:
+    for _ in range(max(1, round(seconds / STEP_S))):
+        if stop_requested:
+            return
+        time.sleep(STEP_S)
+
+
+busy(STARTUP_S)  # the startup: imports, loading data, warm-up (paid again at every resume)
 
 planned_units = math.inf if last_segment else round(float(os.environ.get("WATTWISE_WORK_S", "inf")) / UNIT_S)
 done_here = 0
 while state["next_unit"] < UNITS and done_here < planned_units and not stop_requested:
-    end = time.monotonic() + UNIT_S
-    while time.monotonic() < end:  # the work of one unit
-        sum(i * i for i in range(2000))
+    busy(UNIT_S)  # the work of one unit
+    if stop_requested:
+        break  # an interrupted unit is not counted: it is done again after the resume
     with (folder / "output.txt").open("a") as out:
         out.write(f"unit {state['next_unit']}\n")
     state["next_unit"] += 1

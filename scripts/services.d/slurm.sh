@@ -26,6 +26,9 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 SchedulerType=sched/backfill
+# scheduling passes every 2 s (default 60 s / 30 s), so that a job held by --begin starts within a second or two
+# of its begin time: the closed-loop tests run plans on a compressed clock
+SchedulerParameters=sched_interval=2,bf_interval=2
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
@@ -33,8 +36,13 @@ MpiDefault=none
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory_mb State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 CONF
+changed=1
+cmp -s "$D/slurm.conf.new" "$D/slurm.conf" && changed=0
 mv "$D/slurm.conf.new" "$D/slurm.conf"
 export SLURM_CONF="$D/slurm.conf"
+if ((changed)) && scontrol ping 2>/dev/null | grep -q "is UP"; then
+    scontrol reconfigure || true  # a running controller takes the new configuration
+fi
 
 if ! pgrep -x munged >/dev/null; then
     mkdir -p /run/munge /var/log/munge /var/lib/munge

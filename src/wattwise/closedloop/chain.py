@@ -32,7 +32,7 @@ from typing import Any
 from wattwise.closedloop.plan import ChainPlan
 from wattwise.errors import WattwiseError
 
-__all__ = ["DONE_FILE", "check_sbatch_args", "segment_argv", "slurm_time", "submit_chain"]
+__all__ = ["DONE_FILE", "check_sbatch_args", "segment_argv", "slurm_time", "submit_chain", "submit_suspendable"]
 
 DONE_FILE = "done"
 CHAIN_FILE = "chain.json"
@@ -41,6 +41,9 @@ _RESERVED = {
     "--begin": "-b", "--time": "-t", "--dependency": "-d", "--signal": None, "--export": None, "--parsable": None,
 }
 _ID_RE = re.compile(r"^(\d+)")
+#: Slurm may send --signal's warning up to 60 s before the time it was asked for; the limit leaves that much
+#: more, so that no segment is told to checkpoint before its planned work is done
+SIGNAL_SLACK_S = 60.0
 
 
 def slurm_begin(t_s: float) -> str:
@@ -108,7 +111,7 @@ def segment_argv(plan: ChainPlan, index: int, sbatch_args: Sequence[str], *, pla
     argv = [
         "sbatch", "--parsable",
         f"--begin={slurm_begin(segment.begin_s)}",
-        f"--time={slurm_time(segment.startup_s + segment.work_s + lead_s)}",
+        f"--time={slurm_time(segment.startup_s + segment.work_s + lead_s + SIGNAL_SLACK_S)}",
         f"--signal=B:USR1@{max(1, round(lead_s))}",
         f"--job-name={name}-{index}",
         "--export=ALL," + ",".join(f"{k}={v}" for k, v in env.items()),
@@ -120,36 +123,66 @@ def segment_argv(plan: ChainPlan, index: int, sbatch_args: Sequence[str], *, pla
 
 def submit_chain(plan: ChainPlan, sbatch_args: Sequence[str], *, plan_id: int, checkpoint_dir: Path,
                  lead_s: float = 30.0, name: str = "wattwise", env: dict[str, str] | None = None,
-                 dry_run: bool = False) -> list[dict[str, Any]]:
-    """Submit every segment; returns [{index, job_id, argv}]. All or nothing."""
+                 dry_run: bool = False, first_index: int = 0, previous_job: int | None = None,
+                 earlier_jobs: Sequence[int] = ()) -> list[dict[str, Any]]:
+    """Submit the segments from `first_index` on (after `previous_job`, when a chain is re-planned); returns
+    [{index, job_id, argv}]. All or nothing. `chain.json` lists `earlier_jobs` and the new ones."""
     check_sbatch_args(sbatch_args)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     submitted: list[dict[str, Any]] = []
-    previous: int | None = None
-    for index in range(len(plan.segments)):
+    previous = previous_job
+    for index in range(first_index, len(plan.segments)):
         argv = segment_argv(plan, index, sbatch_args, plan_id=plan_id, checkpoint_dir=checkpoint_dir,
                             previous_job=previous, lead_s=lead_s, name=name)
         if dry_run:
             submitted.append({"index": index, "job_id": None, "argv": argv})
             continue
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            cancel_jobs([s["job_id"] for s in submitted], env)
-            raise WattwiseError(f"sbatch could not run ({exc}); the {len(submitted)} segment(s) already "
-                                "submitted were cancelled") from None
-        match = _ID_RE.match(done.stdout.strip())
-        if done.returncode != 0 or match is None:
-            cancel_jobs([s["job_id"] for s in submitted], env)
-            raise WattwiseError(f"sbatch failed for segment {index} ({done.returncode}): "
-                                f"{done.stderr.strip() or done.stdout.strip()}; the {len(submitted)} segment(s) "
-                                "already submitted were cancelled")
-        previous = int(match.group(1))
+        previous = _sbatch(argv, env, index, [s["job_id"] for s in submitted])
         submitted.append({"index": index, "job_id": previous, "argv": argv})
     if not dry_run:
         (checkpoint_dir / CHAIN_FILE).write_text(json.dumps({
-            "plan_id": plan_id, "jobs": [s["job_id"] for s in submitted]}) + "\n")
+            "plan_id": plan_id, "jobs": [*earlier_jobs, *(s["job_id"] for s in submitted)]}) + "\n")
     return submitted
+
+
+def submit_suspendable(plan: ChainPlan, sbatch_args: Sequence[str], *, plan_id: int, checkpoint_dir: Path,
+                       lead_s: float = 30.0, name: str = "wattwise", env: dict[str, str] | None = None,
+                       dry_run: bool = False) -> list[dict[str, Any]]:
+    """Suspend mode: one job from the first window to the deadline; the agent suspends and resumes it."""
+    check_sbatch_args(sbatch_args)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    first = plan.segments[0]
+    variables = {
+        "WATTWISE_PLAN_ID": str(plan_id), "WATTWISE_SEGMENT": "0", "WATTWISE_SEGMENTS": "1", "WATTWISE_RESUME": "0",
+        "WATTWISE_CHECKPOINT_DIR": str(checkpoint_dir), "WATTWISE_SEGMENT_END": f"{plan.deadline_s:.0f}",
+        "WATTWISE_WORK_S": f"{sum(s.work_s for s in plan.segments):g}",
+        "WATTWISE_CHAIN_FILE": str(checkpoint_dir / CHAIN_FILE),
+    }
+    argv = ["sbatch", "--parsable", f"--begin={slurm_begin(first.begin_s)}",
+            f"--time={slurm_time(plan.deadline_s - first.begin_s + lead_s + SIGNAL_SLACK_S)}", f"--job-name={name}",
+            "--export=ALL," + ",".join(f"{k}={v}" for k, v in variables.items()), *sbatch_args]
+    if dry_run:
+        return [{"index": 0, "job_id": None, "argv": argv}]
+    job_id = _sbatch(argv, env, 0, [])
+    (checkpoint_dir / CHAIN_FILE).write_text(json.dumps({"plan_id": plan_id, "jobs": [job_id]}) + "\n")
+    return [{"index": 0, "job_id": job_id, "argv": argv}]
+
+
+def _sbatch(argv: list[str], env: dict[str, str] | None, index: int, submitted: list[int]) -> int:
+    """Run one sbatch; on failure cancel what this submission already made and raise."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        cancel_jobs(submitted, env)
+        raise WattwiseError(f"sbatch could not run ({exc}); the {len(submitted)} segment(s) already submitted "
+                            "were cancelled") from None
+    match = _ID_RE.match(done.stdout.strip())
+    if done.returncode != 0 or match is None:
+        cancel_jobs(submitted, env)
+        raise WattwiseError(f"sbatch failed for segment {index} ({done.returncode}): "
+                            f"{done.stderr.strip() or done.stdout.strip()}; the {len(submitted)} segment(s) "
+                            "already submitted were cancelled")
+    return int(match.group(1))
 
 
 def cancel_jobs(job_ids: Sequence[int | None], env: dict[str, str] | None = None) -> None:

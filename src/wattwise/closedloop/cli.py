@@ -44,6 +44,14 @@ def submit_command(
     checkpoint_only: Annotated[
         bool, typer.Option("--checkpoint-only", help="Stop only right after a checkpoint phase of the model.")
     ] = False,
+    mode: Annotated[
+        str, typer.Option("--mode", help="chain: one Slurm job per segment (no operator rights); suspend: one job "
+                          "that `wattwise slurm agent` suspends and resumes (operator rights; a resume is free).")
+    ] = "chain",
+    replan_threshold: Annotated[
+        float, typer.Option("--replan-threshold", help="The agent re-plans the rest of a chain when a slot's "
+                            "forecast moved by more than this fraction.")
+    ] = 0.1,
     slot: Annotated[str, typer.Option("--slot", help="Planning resolution of --policy.")] = "5min",
     lead: Annotated[str, typer.Option("--lead", help="USR1 this long before a segment's time limit.")] = "30s",
     checkpoint_dir: Annotated[
@@ -87,8 +95,11 @@ def submit_command(
         if model is None or length is not None:
             raise WattwiseError("--policy plans from a job model: give --model (not --length)")
         _submit_chain(sbatch_args, trace, model, policy, now_s, wait_hours * 3600.0, parse_duration_s(slot),
-                      max_resumes, checkpoint_only, parse_duration_s(lead), checkpoint_dir, dry_run, as_json, db)
+                      max_resumes, checkpoint_only, parse_duration_s(lead), checkpoint_dir, dry_run, as_json, db,
+                      mode, replan_threshold)
         return
+    if mode != "chain":
+        raise WattwiseError("--mode suspend needs --policy and --model")
     if max_resumes is not None or checkpoint_only:
         raise WattwiseError("--max-resumes and --checkpoint-only need --policy suspend-resume")
     _submit_start(sbatch_args, trace, length, model, power, now_s, wait_hours, parse_duration_s(step), dry_run,
@@ -131,8 +142,9 @@ def _submit_start(sbatch_args: list[str], trace: Any, length: str | None, model:
 
 def _submit_chain(sbatch_args: list[str], trace: Any, model_path: str, policy: str, now_s: float, wait_s: float,
                   slot_s: float, max_resumes: int | None, checkpoint_only: bool, lead_s: float,
-                  checkpoint_dir: Path | None, dry_run: bool, as_json: bool, db: str | None) -> None:
-    from wattwise.closedloop.chain import check_sbatch_args, submit_chain
+                  checkpoint_dir: Path | None, dry_run: bool, as_json: bool, db: str | None, mode: str,
+                  replan_threshold: float) -> None:
+    from wattwise.closedloop.chain import check_sbatch_args, submit_chain, submit_suspendable
     from wattwise.closedloop.plan import plan_chain
     from wattwise.closedloop.plans import save_plan, update_plan
     from wattwise.jobmodel import load_model
@@ -141,17 +153,20 @@ def _submit_chain(sbatch_args: list[str], trace: Any, model_path: str, policy: s
     script = check_sbatch_args(sbatch_args)  # before anything is stored or submitted
     job_model = load_model(model_path)
     plan = plan_chain(job_model, trace, now_s=now_s, wait_s=wait_s, policy=policy, slot_s=slot_s,
-                      max_resumes=max_resumes, checkpoint_only=checkpoint_only)
+                      max_resumes=max_resumes, checkpoint_only=checkpoint_only, mode=mode)
+    plan.settings.update(lead_s=lead_s, replan_threshold=replan_threshold)
     store = open_store(db)
     name = script.stem if script is not None else "job"
     plan_id = 0
     if not dry_run:
-        plan_id = save_plan(store, name=name, mode="chain", status="submitting", checkpoint_dir="",
-                            model=job_model.to_dict(), plan=plan.to_dict(), jobs=[], sbatch_args=list(sbatch_args))
+        plan_id = save_plan(store, name=name, mode=mode, status="submitting", checkpoint_dir="",
+                            model=job_model.to_dict(), plan=plan.to_dict(), jobs=[], sbatch_args=list(sbatch_args),
+                            events=[])
     folder = (checkpoint_dir or Path.cwd() / f"wattwise-plan-{plan_id}").resolve()
     try:
-        jobs = submit_chain(plan, sbatch_args, plan_id=plan_id, checkpoint_dir=folder, lead_s=lead_s,
-                            name=f"{name}-p{plan_id}", dry_run=dry_run)
+        submit = submit_chain if mode == "chain" else submit_suspendable
+        jobs = submit(plan, sbatch_args, plan_id=plan_id, checkpoint_dir=folder, lead_s=lead_s,
+                      name=f"{name}-p{plan_id}", dry_run=dry_run)
     except BaseException:
         if not dry_run:
             update_plan(store, plan_id, status="failed", checkpoint_dir=str(folder))
@@ -174,7 +189,8 @@ def _print_plan(plan: Any, jobs: list[dict[str, Any]], plan_id: int, folder: Pat
     table = Table(title=f"{title}: {plan.policy}, {len(plan.segments)} segment(s), {plan.restarts} restart(s)")
     for column in ("segment", "job", "begin (local)", "startup", "work", "energy", "carbon"):
         table.add_column(column, justify="right")
-    for segment, job in zip(plan.segments, jobs, strict=True):
+    for segment in plan.segments:
+        job = jobs[min(segment.index, len(jobs) - 1)]  # suspend mode: one job for every window
         table.add_row(str(segment.index), str(job["job_id"] or "–"), _local(segment.begin_s),
                       f"{segment.startup_s:g} s", f"{segment.work_from_s:g}–{segment.work_to_s:g} s",
                       format_si(segment.energy_j, "J"), format_si(segment.carbon_g, "g"))
@@ -185,6 +201,12 @@ def _print_plan(plan: Any, jobs: list[dict[str, Any]], plan_id: int, folder: Pat
     if dry_run:
         for job in jobs:
             console.print(" ".join(job["argv"]), markup=False, highlight=False)
+    elif plan.mode == "suspend":
+        console.print(f"suspend mode: keep `wattwise slurm agent {plan_id}` running (operator rights) to suspend "
+                      "and resume the job at the planned windows", markup=False, highlight=False)
+    else:
+        console.print(f"optional: `wattwise slurm agent {plan_id}` re-reads the forecast before each segment and "
+                      "re-plans when it moved", markup=False, highlight=False)
 
 
 def _local(t_s: float | None) -> str:
@@ -227,12 +249,14 @@ def status_command(
     status = "done" if done else row.status
     if status != row.status:
         update_plan(store, plan_id, status=status)
-    segments = [{"index": s.index, "job_id": j["job_id"], "planned_start_s": s.begin_s, "planned_end_s": s.end_s,
-                 "state": "CANCELLED (work done)" if j["job_id"] in cancelled else (
-                     records[j["job_id"]].state if j["job_id"] in records else "UNKNOWN"),
-                 "start_s": records[j["job_id"]].start_s if j["job_id"] in records else None,
-                 "end_s": records[j["job_id"]].end_s if j["job_id"] in records else None}
-                for s, j in zip(plan.segments, row.jobs, strict=True)]
+    segments = []
+    for s in plan.segments:
+        job_id = row.jobs[min(s.index, len(row.jobs) - 1)]["job_id"] if row.jobs else None
+        record = records.get(job_id) if job_id is not None else None
+        state = "CANCELLED (work done)" if job_id in cancelled else (record.state if record else "UNKNOWN")
+        segments.append({"index": s.index, "job_id": job_id, "planned_start_s": s.begin_s,
+                         "planned_end_s": s.end_s, "state": state,
+                         "start_s": record.start_s if record else None, "end_s": record.end_s if record else None})
     if as_json:
         print(json.dumps({"plan_id": plan_id, "status": status, "segments": segments, "cancelled": cancelled}))
         return
@@ -272,7 +296,7 @@ def report_command(
     _, row, plan, model = _load(plan_id, db)
     trace = read_trace(carbon or plan.settings["carbon_source"])
     ids = [j["job_id"] for j in row.jobs if j["job_id"] is not None]
-    report = plan_report(plan, model, row.jobs, job_records(ids, dict(os.environ)), trace)
+    report = plan_report(plan, model, row.jobs, job_records(ids, dict(os.environ)), trace, row.events)
     report["plan_id"] = plan_id
     if as_json:
         print(json.dumps(report))
@@ -296,4 +320,57 @@ def report_command(
     console.print(f"carbon: planned {format_si(report['planned']['carbon_g'], 'g')}, actual "
                   f"{mark}{format_si(actual['carbon_g'], 'g')}, carbon-agnostic start "
                   f"{format_si(report['agnostic']['carbon_g'], 'g')} ({report['carbon_source']})",
+                  markup=False, highlight=False)
+
+
+@slurm_app.command("agent")
+def agent_command(
+    plan_id: Annotated[int, typer.Argument(help="Plan id (from slurm submit --policy).")],
+    interval: Annotated[str, typer.Option("--interval", help="How often to look at the plan.")] = "1s",
+    replan_threshold: Annotated[
+        float | None, typer.Option("--replan-threshold", help="Override the plan's re-plan threshold (fraction).")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Follow a plan until it is done: re-plan a chain when the forecast moves, suspend and resume in suspend mode.
+
+    Killed and started again, it carries on where the plan is (every action is stored with the plan).
+
+    Examples:\n
+      wattwise slurm agent 3\n
+      nohup wattwise slurm agent 3 --interval 10s &
+    """
+    from wattwise.closedloop.agent import run_agent
+    from wattwise.units import parse_duration_s
+
+    store, _, plan, _ = _load(plan_id, db)
+    threshold = replan_threshold if replan_threshold is not None else float(
+        plan.settings.get("replan_threshold", 0.1))
+    status = run_agent(store, plan_id, interval_s=parse_duration_s(interval), replan_threshold=threshold,
+                       env=dict(os.environ))
+    console.print(f"plan {plan_id}: {status}", markup=False, highlight=False)
+
+
+@slurm_app.command("cancel")
+def cancel_command(
+    plan_id: Annotated[int, typer.Argument(help="Plan id (from slurm submit --policy).")],
+    db: DbOption = None,
+) -> None:
+    """Cancel every segment of a plan that has not finished, and mark the plan cancelled.
+
+    Examples:\n
+      wattwise slurm cancel 3
+    """
+    from wattwise.closedloop.chain import cancel_jobs
+    from wattwise.closedloop.plans import add_event, update_plan
+    from wattwise.closedloop.report import job_records
+
+    store, row, _, _ = _load(plan_id, db)
+    ids = [j["job_id"] for j in row.jobs if j["job_id"] is not None]
+    records = job_records(ids, dict(os.environ))
+    live = [i for i in ids if i not in records or not records[i].finished]
+    cancel_jobs(live, dict(os.environ))
+    add_event(store, plan_id, "cancel", time.time(), jobs=live, reason="wattwise slurm cancel")
+    update_plan(store, plan_id, status="cancelled")
+    console.print(f"plan {plan_id}: cancelled job(s) {', '.join(map(str, live)) or 'none (all had ended)'}",
                   markup=False, highlight=False)

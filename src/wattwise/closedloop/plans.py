@@ -12,7 +12,9 @@ from wattwise.errors import WattwiseError
 from wattwise.store import Store
 from wattwise.store.models import Base, utcnow
 
-__all__ = ["SlurmPlan", "get_plan", "save_plan", "update_plan"]
+__all__ = ["FINAL_STATUSES", "SlurmPlan", "add_event", "get_plan", "save_plan", "update_plan"]
+
+FINAL_STATUSES = ("done", "failed", "cancelled")
 
 
 class SlurmPlan(Base):
@@ -28,6 +30,8 @@ class SlurmPlan(Base):
     plan: Mapped[dict[str, Any]] = mapped_column(JSON)
     jobs: Mapped[list[Any]] = mapped_column(JSON)  # [{"index", "job_id", "argv"}]
     sbatch_args: Mapped[list[str]] = mapped_column(JSON)
+    #: what the agent did, in order: {"t_s", "kind": checked|replan|suspend|resume|cancel|end, ...}
+    events: Mapped[list[Any]] = mapped_column(JSON, default=list)
 
 
 def save_plan(store: Store, **fields: Any) -> int:
@@ -53,3 +57,11 @@ def get_plan(store: Store, plan_id: int) -> SlurmPlan:
         if row is None:
             raise WattwiseError(f"no Slurm plan with id {plan_id} in {store.url}: see `wattwise slurm submit`")
         return row
+
+
+def add_event(store: Store, plan_id: int, kind: str, t_s: float, **details: Any) -> None:
+    with store.session() as session:
+        row = session.get(SlurmPlan, plan_id)
+        if row is None:
+            raise WattwiseError(f"no Slurm plan with id {plan_id}")
+        row.events = [*(row.events or []), {"t_s": t_s, "kind": kind, **details}]

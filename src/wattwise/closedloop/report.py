@@ -23,7 +23,7 @@ from wattwise.closedloop.plan import ChainPlan, Segment
 from wattwise.jobmodel import JobModel
 from wattwise.units import J_PER_KWH
 
-__all__ = ["JobRecord", "job_records", "plan_report", "reconcile"]
+__all__ = ["JobRecord", "job_records", "plan_report", "reconcile", "running_intervals"]
 
 _FINISHED = {"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY", "DEADLINE",
              "BOOT_FAIL"}
@@ -135,11 +135,64 @@ def _carbon(profile: list[tuple[float, float, float]], trace: CarbonTrace) -> fl
     return sum(p * float(trace.integral(b) - trace.integral(a)) for a, b, p in profile) / J_PER_KWH
 
 
+def running_intervals(record: JobRecord, events: list[dict[str, Any]]) -> list[tuple[float, float | None]]:
+    """Suspend mode: when the job really ran, from its start, the agent's suspend/resume events and its end."""
+    if record.start_s is None:
+        return []
+    intervals: list[tuple[float, float | None]] = []
+    since: float | None = record.start_s
+    for event in sorted(events, key=lambda e: e["t_s"]):
+        if event["kind"] == "suspend" and since is not None:
+            intervals.append((since, event["t_s"]))
+            since = None
+        elif event["kind"] == "resume" and since is None:
+            since = event["t_s"]
+    if since is not None:
+        intervals.append((since, record.end_s))
+    return intervals
+
+
+def _suspend_rows(plan: ChainPlan, model: JobModel, job_id: int | None, record: JobRecord | None,
+                  events: list[dict[str, Any]], trace: CarbonTrace) -> list[dict[str, Any]]:
+    """Suspend mode: the planned windows paired in order with the intervals the job really ran."""
+    intervals = running_intervals(record, events) if record is not None else []
+    rows = []
+    job_time = 0.0
+    for i in range(max(len(plan.segments), len(intervals))):
+        segment = plan.segments[i] if i < len(plan.segments) else None
+        row: dict[str, Any] = {
+            "index": i, "job_id": job_id, "resume": i > 0, "state": record.state if record else "UNKNOWN",
+            "planned_start_s": segment.begin_s if segment else None,
+            "planned_end_s": segment.begin_s + segment.work_s if segment else None,
+            "planned_energy_j": segment.energy_j if segment else None,
+            "planned_carbon_g": segment.carbon_g if segment else None, "planned_restart_energy_j": 0.0,
+            "start_s": None, "end_s": None, "start_delay_s": None, "energy_j": None, "energy_source": None,
+            "estimated": None, "carbon_g": None, "restart_energy_j": 0.0 if i > 0 else None,
+        }
+        if i < len(intervals):
+            start, end = intervals[i]
+            row.update(start_s=start, end_s=end)
+            if segment is not None:
+                row["start_delay_s"] = start - segment.begin_s
+            if end is not None:
+                profile = [(start + a - job_time, start + b - job_time, p) for a, b, p in model.segments()
+                           if b > job_time and a < job_time + (end - start)]
+                profile = [(max(a, start), min(b, end), p) for a, b, p in profile]
+                row.update(energy_j=sum((b - a) * p for a, b, p in profile), energy_source="model", estimated=True,
+                           carbon_g=_carbon(profile, trace))
+                job_time += end - start
+        rows.append(row)
+    return rows
+
+
 def plan_report(plan: ChainPlan, model: JobModel, jobs: list[dict[str, Any]], records: dict[int, JobRecord],
-                trace: CarbonTrace) -> dict[str, Any]:
+                trace: CarbonTrace, events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Per segment planned vs actual start, end, energy and carbon; totals planned vs actual vs agnostic."""
     rows = []
-    for segment in plan.segments:
+    if plan.mode == "suspend":
+        job_id = jobs[0]["job_id"] if jobs else None
+        rows = _suspend_rows(plan, model, job_id, records.get(job_id) if job_id else None, events or [], trace)
+    for segment in plan.segments if plan.mode != "suspend" else []:
         job_id = next((j["job_id"] for j in jobs if j["index"] == segment.index), None)
         record = records.get(job_id) if job_id is not None else None
         row: dict[str, Any] = {
@@ -175,6 +228,8 @@ def plan_report(plan: ChainPlan, model: JobModel, jobs: list[dict[str, Any]], re
     actual_carbon = sum(carbons) if done and all(c is not None for c in carbons) else None
     return {
         "policy": plan.policy,
+        "mode": plan.mode,
+        "replans": sum(1 for e in events or [] if e["kind"] == "replan"),
         "segments": rows,
         "restarts_planned": plan.restarts,
         "restarts_paid": sum(1 for r in rows if r["resume"] and r["restart_energy_j"]),

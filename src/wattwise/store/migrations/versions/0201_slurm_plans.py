@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("plan", sa.JSON, nullable=False),
         sa.Column("jobs", sa.JSON, nullable=False),
         sa.Column("sbatch_args", sa.JSON, nullable=False),
+        sa.Column("events", sa.JSON, nullable=False),
     )
 
 
