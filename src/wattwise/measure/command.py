@@ -130,10 +130,13 @@ def measure_command(
     try:
         if options.baseline_s > 0:
             _sleep_with_progress("[BASELINE]", options.baseline_s, progress)
-            session.add_phase("[BASELINE]", baseline_start, session.boundary())
-            baseline_stored = True
+        # the cgroup is made and attached (empty) before the edge: one reading ends [BASELINE] and starts
+        # [RUNTIME], so the phases share it and no two readings fall a few ms apart
         cgroup = session.unit_cgroup(UNIT_LABEL, f"run-{run_id}-{os.getpid()}")
         runtime_start = session.boundary()
+        if options.baseline_s > 0:
+            session.add_phase("[BASELINE]", baseline_start, runtime_start)
+            baseline_stored = True
         session.begin_phase("[RUNTIME]", runtime_start)
         process = start_process([executable, *argv[1:]], cgroup_procs=cgroup.procs_files if cgroup else (),
                                 env=options.env, cwd=options.cwd)

@@ -265,7 +265,7 @@ class Sampler:
     def _flush_loop(self) -> None:
         while not self._flush_stop.wait(self.flush_interval_s):
             try:
-                self.flush()
+                self.flush(keep_recent_us=int(MIN_READ_GAP_S * 2e6))
             except Exception as exc:  # the database may be briefly unavailable (or full): keep the buffer
                 self._write_failed(exc)
 
@@ -273,9 +273,19 @@ class Sampler:
         self.write_error = f"{type(exc).__name__}: {exc}"
         self._warn(f"writing samples failed, retrying: {self.write_error}")
 
-    def flush(self) -> None:
+    def flush(self, keep_recent_us: int = 0) -> None:
+        """Write the buffered rows; with `keep_recent_us`, rows stamped that recently stay buffered (a phase edge
+        may still move them, see `_restamp`)."""
         with self._lock:
-            rows, self._buffer = self._buffer, []
+            if keep_recent_us and self._buffer:
+                newest = self.clock.now_us() - keep_recent_us
+                rows = [row for row in self._buffer if row[1] < newest]
+                if len(rows) < len(self._buffer):
+                    self._buffer = [row for row in self._buffer if row[1] >= newest]
+                else:
+                    self._buffer = []
+            else:
+                rows, self._buffer = self._buffer, []
         if not rows:
             return
         try:
