@@ -39,7 +39,10 @@ def format_si(value: float | None, unit: str, digits: int = 3) -> str:
     """Format with an SI prefix: 1234.5 J -> '1.23 kJ'."""
     if value is None:
         return "–"
-    prefixes = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"), (1e-6, "µ")]
+    # down to pico, so small carbon figures stay in one unit family (957 ng, not 9.57e-07 g next to µg)
+    prefixes = [
+        (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"), (1e-12, "p")
+    ]
     magnitude = abs(value)
     if magnitude == 0:
         return f"0 {unit}"
