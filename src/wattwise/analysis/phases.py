@@ -17,6 +17,7 @@ import numpy as np
 
 from wattwise.analysis import series as ts
 from wattwise.carbon.static import carbon_g
+from wattwise.providers.estimate import INTERVAL_FIGURES, estimate_interval
 from wattwise.store import Store
 
 
@@ -189,6 +190,15 @@ class PhaseSummary:
     hidden: bool = False
     #: names of the visible flow sub-phases this phase's figures were summed from ([RUNTIME] only)
     rebuilt_from: list[str] = field(default_factory=list)
+    #: interval of the estimated figures (providers.estimate.estimate_interval); None when measured
+    energy_j_low: float | None = None
+    energy_j_high: float | None = None
+    mean_power_w_low: float | None = None
+    mean_power_w_high: float | None = None
+    carbon_g_low: float | None = None
+    carbon_g_high: float | None = None
+    unit_energy_j_low: float | None = None
+    unit_energy_j_high: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -229,7 +239,14 @@ def summarize_phase(
     if share is not None and figure.energy_j is not None:
         unit_energy = figure.energy_j * share
     sample_count = sum(ts.samples_in(s.t_us, start_us, end_us) for s in series)
-    return PhaseSummary(
+    carbon = None if figure.energy_j is None else carbon_g(figure.energy_j, intensity_g_per_kwh, pue)
+    interval = estimate_interval(
+        {"energy_j": figure.energy_j, "mean_power_w": mean_power, "carbon_g": carbon, "unit_energy_j": unit_energy},
+        figure.by_source.get("estimated_power_w"),
+        _sum(s.amount(start_us, end_us) for s in find("estimated_power_low_w")),
+        _sum(s.amount(start_us, end_us) for s in find("estimated_power_high_w")),
+    ) if figure.estimated else {}
+    summary = PhaseSummary(
         name=name,
         start_us=start_us,
         end_us=end_us,
@@ -252,6 +269,9 @@ def summarize_phase(
         parent=parent,
         hidden=hidden,
     )
+    for key, value in interval.items():  # energy_j_low … unit_energy_j_high
+        setattr(summary, key, value)
+    return summary
 
 
 def _max(values: Iterable[float | None]) -> float | None:
@@ -272,7 +292,7 @@ def combine_phases(name: str, parts: list[PhaseSummary], *, template: PhaseSumma
             by_source[key] = by_source.get(key, 0.0) + value
     unit_cpu = _sum(p.unit_cpu_time_s for p in parts)
     unit_energy = _sum(p.unit_energy_j for p in parts)
-    return PhaseSummary(
+    combined = PhaseSummary(
         name=name,
         start_us=min(p.start_us for p in parts),
         end_us=max(p.end_us for p in parts),
@@ -296,6 +316,13 @@ def combine_phases(name: str, parts: list[PhaseSummary], *, template: PhaseSumma
         hidden=template.hidden if template else False,
         rebuilt_from=[p.name for p in parts],
     )
+    for key in (f"{figure}_{bound}" for figure in INTERVAL_FIGURES for bound in ("low", "high")):
+        if key != "mean_power_w_low" and key != "mean_power_w_high" and all(getattr(p, key) is not None for p in parts):
+            setattr(combined, key, _sum(getattr(p, key) for p in parts))
+    if combined.energy_j_low is not None and combined.energy_j_high is not None and duration > 0:
+        combined.mean_power_w_low = combined.energy_j_low / duration
+        combined.mean_power_w_high = combined.energy_j_high / duration
+    return combined
 
 
 def rebuild_runtime(phases: list[PhaseSummary], runtime: str = "[RUNTIME]") -> list[PhaseSummary]:
@@ -352,6 +379,8 @@ def summarize_run(
             "name": run.name,
             "status": run.status,
             "estimated": any(p.estimated for p in phases),
+            # the estimate's curve: model, interval, facts found and assumed (None when measured)
+            "estimate_source": settings.get("power_curve") if any(p.estimated for p in phases) else None,
             "intensity_g_per_kwh": intensity,
             "intensity_source": settings.get("intensity_source", ""),
             "pue": pue,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from wattwise.clitools import console, err_console
+from wattwise.providers.estimate import format_estimate
 from wattwise.units import format_duration, format_si
 
 __all__ = ["print_summary", "runtime_phase", "status_markup"]
@@ -43,18 +44,24 @@ def print_summary(summary: dict[str, Any]) -> None:
         def energy(value: float | None, approx: str = approx) -> str:
             return "–" if value is None else approx + format_si(value, "J")
 
+        def figure(key: str, unit: str, p: dict[str, Any] = p) -> str:
+            """An estimated figure with its interval, `≈ 182 W (150–214)`; a measured one as it is."""
+            if not p["estimated"] or p.get(key) is None:
+                return format_si(p.get(key), unit)
+            return format_estimate(p[key], p.get(f"{key}_low"), p.get(f"{key}_high"), unit)
+
         share = p.get("unit_cpu_share")
         table.add_row(
             escape(("  " if p.get("parent") else "") + p["name"]),
             format_duration(p["duration_s"]),
-            energy(p["energy_j"]),
+            figure("energy_j", "J"),
             energy(p.get("above_baseline_energy_j")),
-            approx + format_si(p["mean_power_w"], "W"),
+            figure("mean_power_w", "W"),
             approx + format_si(p["peak_power_w"], "W"),
-            approx + format_si(p["carbon_g"], "g"),
+            figure("carbon_g", "g"),
             "–" if p.get("unit_cpu_time_s") is None else f"{p['unit_cpu_time_s']:.2f} s",
             "–" if share is None else f"{share * 100:.1f} %",
-            energy(p.get("unit_energy_j")),
+            figure("unit_energy_j", "J"),
             format_si(p.get("unit_memory_peak_b"), "B"),
         )
     console.print(table)
@@ -75,6 +82,8 @@ def print_summary(summary: dict[str, Any]) -> None:
             "[yellow]≈ estimated[/]: no power sensor here; figures come from the CPU load→power curve "
             "(see `wattwise providers`)."
         )
+        if summary.get("estimate_source"):
+            console.print(f"estimate: {escape(summary['estimate_source'])}", highlight=False)
     for warning in summary.get("warnings", []):
         err_console.print(f"[yellow]warning:[/] {escape(warning)}")
 
