@@ -3,6 +3,7 @@ GMT's runner form `wattwise run --uri <git repo> --filename sub/usage_scenario.y
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ def test_shop_microservices_for_real(store: Store, podman: str, tmp_path: Path, 
     curve.write_text("utilization,power_w\n0,50\n1,150\n")
     monkeypatch.setenv("WATTWISE_POWER_CURVE", str(curve))
     labelled: dict[str, set[str]] = {"containers": set(), "networks": set()}
+    key = hashlib.sha256(str(store.url).encode()).hexdigest()[:12]  # run ids repeat across databases
     done = threading.Event()
 
     def watch(run_id: int) -> None:  # while the run goes on: what carries wattwise.run_id=<its id>
@@ -36,8 +38,8 @@ def test_shop_microservices_for_real(store: Store, podman: str, tmp_path: Path, 
             while not done.is_set():
                 for what, args in (("containers", ["ps", "-a", "--format", "{{.Names}}"]),
                                    ("networks", ["network", "ls", "--format", "{{.Name}}"])):
-                    out = subprocess.run([podman, *args, "--filter", f"label=wattwise.run_id={run_id}"],
-                                         capture_output=True, text=True, check=False).stdout
+                    filters = ["--filter", f"label=wattwise.run_id={run_id}", "--filter", f"label=wattwise.store={key}"]
+                    out = subprocess.run([podman, *args, *filters], capture_output=True, text=True, check=False).stdout
                     labelled[what].update(out.split())
                 done.wait(0.3)
 

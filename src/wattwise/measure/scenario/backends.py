@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from abc import ABC, abstractmethod
@@ -19,9 +20,11 @@ from pathlib import Path
 
 from wattwise.errors import WattwiseError
 from wattwise.measure.scenario.engine import (
+    OWNER_LABEL,
     RUN_ID_LABEL,
     RUN_LABEL,
     SERVICE_LABEL,
+    STORE_LABEL,
     ContainerEngine,
     ContainerSpec,
     EngineError,
@@ -66,6 +69,8 @@ class Backend(ABC):
         self.record_log = record_log
         self.warnings: list[str] = []
         self.run_id: int | None = None  # set once the run is stored: labels wattwise.run_id=<id>
+        #: which database the run id belongs to (run ids repeat across databases): labels wattwise.store=<key>
+        self.store_key: str | None = None
 
     @abstractmethod
     def describe(self) -> str:
@@ -137,6 +142,9 @@ class ContainerBackend(Backend):
         labels = {RUN_LABEL: self.token}
         if self.run_id is not None:
             labels[RUN_ID_LABEL] = str(self.run_id)
+        if self.store_key is not None:
+            labels[STORE_LABEL] = self.store_key  # run ids are per database: recovery should match both
+            labels[OWNER_LABEL] = f"{socket.gethostname()}-{os.getpid()}"
         return labels
 
     def describe(self) -> str:

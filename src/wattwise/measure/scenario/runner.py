@@ -17,6 +17,7 @@ stored outputs and figures in `results`, phases in `phases`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import secrets
 import signal
 import threading
@@ -258,6 +259,7 @@ class ScenarioRun(Steps, Results):
         self.service_logs: dict[str, str] = {}
         self.run_id = self.session.open()
         self.backend.run_id = self.run_id  # labels wattwise.run_id=<id> on everything it creates
+        self.backend.store_key = hashlib.sha256(str(self.store.url).encode()).hexdigest()[:12]
         baseline_s = 0.0 if options.dev_no_sleeps else options.baseline_s
         idle_s = 0.0 if options.dev_no_sleeps else options.idle_s
         status, error, exit_code, output = RunStatus.FINISHED, None, 0, None
