@@ -77,3 +77,11 @@ def test_metric_labels_keep_their_brackets_in_tables(run_cli, sqlite_url: str) -
     # totals only where they are amounts: memory (a gauge) has none
     memory = next(line for line in out.splitlines() if "cgroup_memory_b[web]" in line)
     assert memory.split("│")[2].strip() == "–"
+
+
+def test_small_carbon_figures_stay_in_one_unit_family() -> None:
+    from wattwise.units import format_si
+
+    assert format_si(9.57e-7, "g") == "957 ng"
+    assert format_si(4.2e-6, "g") == "4.2 µg"
+    assert format_si(2.5e-11, "g") == "25 pg"
