@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "wattwise.analysis.cli",
     "wattwise.integrations.timeline_cli",
     "wattwise.providers.cli",
+    "wattwise.providers.model_cli",
     "wattwise.jobmodel.cli",
     "wattwise.schedule.cli",
     "wattwise.closedloop.cli",  # `slurm submit|status|report`
