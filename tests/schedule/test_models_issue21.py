@@ -132,3 +132,12 @@ def test_issued_forecast_file_errors_name_the_line(tmp_path: Path) -> None:
     path.write_text("time,value\n")
     with pytest.raises(TraceError, match="line 1"):
         read_issued(path)
+
+
+def test_interval_by_hand() -> None:
+    from wattwise.schedule.sweep import mean_ci95
+
+    # mean 2, sample std 1, t(0.975, 2 dof) = 4.302653: half-width 4.302653 / sqrt(3) = 2.484138
+    mean, low, high = mean_ci95([1.0, 2.0, 3.0])
+    assert (mean, low, high) == (2.0, pytest.approx(2.0 - 2.484138, abs=1e-6), pytest.approx(2.0 + 2.484138, abs=1e-6))
+    assert math.isnan(mean_ci95([5.0])[1]) and math.isnan(mean_ci95([])[0])

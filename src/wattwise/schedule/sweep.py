@@ -390,6 +390,21 @@ def wait_group(config: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in config.items() if k != "wait_h"}, sort_keys=True, default=str)
 
 
+def mean_ci95(values: list[float]) -> tuple[float, float, float]:
+    """Mean and 95 % t-interval of the mean (``nan`` bounds for fewer than two values)."""
+    if not values:
+        return math.nan, math.nan, math.nan
+    import numpy as np
+    from scipy.stats import t
+
+    arr = np.asarray(values, dtype=float)
+    mean = float(arr.mean())
+    if arr.size < 2:
+        return mean, math.nan, math.nan
+    half = float(t.ppf(0.975, arr.size - 1) * arr.std(ddof=1) / math.sqrt(arr.size))
+    return mean, mean - half, mean + half
+
+
 def run_config(trace: CarbonTrace, grid: Grid, config: dict[str, Any], trace_jobs: list[Job] | None) -> dict[str, Any]:
     """Simulate one configuration; the figures of its results row."""
     jobs = config_jobs(grid, config, trace_jobs)
@@ -400,6 +415,9 @@ def run_config(trace: CarbonTrace, grid: Grid, config: dict[str, Any], trace_job
     elapsed = time.perf_counter() - started
     s = summary(sim)
     totals = s["totals"]
+    per_job = [100.0 * (r.agnostic_carbon_g - r.carbon_g) / r.agnostic_carbon_g for r in sim.results
+               if r.agnostic_carbon_g > 0]
+    mean, low, high = mean_ci95(per_job)
     return {
         "jobs": totals["jobs"],
         "carbon_g": totals["carbon_g"],
@@ -407,6 +425,10 @@ def run_config(trace: CarbonTrace, grid: Grid, config: dict[str, Any], trace_job
         "saving_pct": s["savings"]["carbon_pct"],
         "energy_j": totals["energy_j"],
         "agnostic_energy_j": s["agnostic"]["energy_j"],
+        "saving_mean_pct": mean,
+        "saving_ci95_low_pct": low,
+        "saving_ci95_high_pct": high,
+        "savings_pct": per_job,
         "restarts": totals["restarts"],
         "restart_energy_j": totals["restart_energy_j"],
         "restart_carbon_g": totals["restart_carbon_g"],
@@ -429,7 +451,8 @@ def run_sweep(grid: Grid, *, workers: int | None = None,
 
 
 RESULT_COLUMNS = ("zone", "month", *GRID_KEYS, "arrivals", "jobs", "carbon_g", "agnostic_carbon_g",
-                  "saving_pct", "energy_j", "agnostic_energy_j", "restarts", "restart_energy_j", "restart_carbon_g",
+                  "saving_pct", "saving_mean_pct", "saving_ci95_low_pct", "saving_ci95_high_pct", "energy_j",
+                  "agnostic_energy_j", "restarts", "restart_energy_j", "restart_carbon_g",
                   "interruptions_per_job", "deadlines_missed", "optimal", "elapsed_s", "cpu_s")
 
 
@@ -449,68 +472,12 @@ def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    columns = {name: [row.get(name) for row in rows] for name in RESULT_COLUMNS}
+    columns = {name: [row.get(name) for row in rows] for name in (*RESULT_COLUMNS, "savings_pct")}
     pq.write_table(pa.table(columns), path)
 
 
 def plot_sweep(grid: Grid, rows: list[dict[str, Any]], out: Path) -> list[Path]:
-    """Mean saving against each varying parameter, one line per policy; a wait × length map per policy."""
-    import matplotlib
+    """See :func:`wattwise.schedule.sweepplot.plot_sweep`."""
+    from wattwise.schedule.sweepplot import plot_sweep as plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    written = []
-    policies = grid.axes["policy"]
-    for key in grid.varying:
-        if key == "policy":
-            continue
-        values = grid.axes[key]
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for policy in policies:
-            means = []
-            for value in values:
-                chosen = [r["saving_pct"] for r in rows if r["policy"] == policy and r[key] == value]
-                means.append(float(np.mean(chosen)) if chosen else math.nan)
-            labels = [str(v).lower() if isinstance(v, bool) else f"{v:g}" if isinstance(v, float) else str(v)
-                      for v in values]
-            ax.plot(labels, means, marker="o", label=policy)
-        ax.set_xlabel(key)
-        ax.set_ylabel("carbon saved against agnostic (%, mean)")
-        ax.set_title(f"saving by {key}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        target = out / f"saving_by_{key}.png"
-        fig.savefig(target, dpi=110)
-        plt.close(fig)
-        written.append(target)
-    if "wait_h" in grid.varying and "length_h" in grid.varying and grid.jobs_path is None:
-        waits, lengths = grid.axes["wait_h"], grid.axes["length_h"]
-        fig, axes = plt.subplots(1, len(policies), figsize=(5 * len(policies), 4), squeeze=False)
-        for ax, policy in zip(axes[0], policies, strict=True):
-            table = np.full((len(lengths), len(waits)), np.nan)
-            for i, length in enumerate(lengths):
-                for j, wait in enumerate(waits):
-                    chosen = [r["saving_pct"] for r in rows
-                              if r["policy"] == policy and r["length_h"] == length and r["wait_h"] == wait]
-                    if chosen:
-                        table[i, j] = np.mean(chosen)
-            image = ax.imshow(table, origin="lower", aspect="auto", cmap="Greens")
-            ax.set_xticks(range(len(waits)), [f"{w:g}" for w in waits])
-            ax.set_yticks(range(len(lengths)), [f"{v:g}" for v in lengths])
-            ax.set_xlabel("waiting time (h)")
-            ax.set_ylabel("job length (h)")
-            ax.set_title(policy)
-            for i in range(len(lengths)):
-                for j in range(len(waits)):
-                    if np.isfinite(table[i, j]):
-                        ax.text(j, i, f"{table[i, j]:.1f}", ha="center", va="center", fontsize=7)
-            fig.colorbar(image, ax=ax, label="saving (%)")
-        fig.tight_layout()
-        target = out / "saving_wait_length.png"
-        fig.savefig(target, dpi=110)
-        plt.close(fig)
-        written.append(target)
-    return written
+    return plot(grid, rows, out)
