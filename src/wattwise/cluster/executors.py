@@ -271,8 +271,10 @@ class ScenarioExecutor(Executor):
         from wattwise.measure.scenario.source import variable_name
 
         measure = context.measure
+        depth = len(Path(job.filename or "usage_scenario.yml").parts)
         options = RunOptions(
             name=job.name,
+            root=scenario_file.parents[depth - 1],  # GMT's --uri: the checkout (or folder) is the root
             variables={variable_name(k): v for k, v in job.variables.items()},
             providers=measure.providers,
             backend=measure.backend,
