@@ -126,12 +126,14 @@ def _ids(*values: str | None) -> list[int]:
 
 
 def mount_docs(app: FastAPI) -> None:
-    """/docs: Swagger UI with its own files (the swagger-ui-bundle package) served from /swagger-ui,
-    so the API documentation works on machines without internet access."""
-    from fastapi.openapi.docs import get_swagger_ui_html
-    from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
+    """/docs: Swagger UI with its own files (Swagger UI 5 from the swagger-ui-py package, which renders
+    OpenAPI 3.1) served from /swagger-ui, so the API documentation works on machines without internet."""
+    from importlib.resources import files
 
-    app.mount("/swagger-ui", StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    assets = Path(str(files("swagger_ui") / "static"))
+    app.mount("/swagger-ui", StaticFiles(directory=str(assets)), name="swagger-ui")
 
     @app.get("/docs", include_in_schema=False)
     def swagger_ui() -> HTMLResponse:
