@@ -258,7 +258,12 @@ def run(
     country: Annotated[str | None, typer.Option("--country", help="ISO country code for the grid intensity.")] = None,
     pue: Annotated[float | None, typer.Option("--pue", help="Power usage effectiveness (≥ 1).")] = None,
     timeout: Annotated[str, typer.Option("--timeout", help="Longest a single flow or setup command may take.")] = "1h",
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the commands' output as they run.")] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Show the commands' output as they run, and how GMT keys are used or ignored."
+        ),
+    ] = False,
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -332,7 +337,7 @@ def run(
                          "summary": summary, "result": result}
                     )
                     _report(summary, result, as_json and iterations == 1 and len(checkout.files) == 1,
-                            print_logs, print_phase_stats or not as_json)
+                            print_logs, print_phase_stats or not as_json, verbose)
     except ScenarioError as exc:
         from wattwise.measure.scenario.present import print_error
 
@@ -395,7 +400,9 @@ def _row_json(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k != "result"}
 
 
-def _report(summary: dict[str, Any], result: Any, as_json: bool, print_logs: bool, tables: bool) -> None:
+def _report(
+    summary: dict[str, Any], result: Any, as_json: bool, print_logs: bool, tables: bool, verbose: bool = False
+) -> None:
     from wattwise.analysis.present import print_summary
     from wattwise.measure.scenario.present import print_error, print_services
     from wattwise.measure.scenario.present import print_logs as show_logs
@@ -410,6 +417,9 @@ def _report(summary: dict[str, Any], result: Any, as_json: bool, print_logs: boo
         else:
             print_summary(summary)
             print_services(summary)
+    if verbose:
+        for note in result.notes:  # how accepted GMT keys were used or ignored
+            err_console.print(f"note: {note}", highlight=False, markup=False, emoji=False, soft_wrap=True)
     if print_logs:
         show_logs(result.service_logs)
     if result.error:

@@ -95,6 +95,7 @@ class ScenarioResult:
     error: str | None = None
     output: str | None = None  # the failing command's output
     service_logs: dict[str, str] = field(default_factory=dict)  # service -> its container's output (--print-logs)
+    notes: list[str] = field(default_factory=list)  # how accepted GMT keys were used or ignored (--verbose)
 
 
 class ScenarioInterrupted(KeyboardInterrupt):
@@ -305,6 +306,7 @@ class ScenarioRun(Steps, Results):
             (end.error if end else error),
             output,
             dict(self.service_logs),
+            list(self.scenario.notes),
         )
 
     def _close(self, status: str, error: str | None, exit_code: int | None) -> None:
