@@ -23,11 +23,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from wattwise.carbon.trace import read_trace
+from wattwise.carbon.live_forecast import read_carbon
+from wattwise.carbon.trace import CarbonTrace
 from wattwise.closedloop.chain import DONE_FILE, cancel_jobs, submit_chain
 from wattwise.closedloop.plan import ChainPlan, Segment, plan_chain, tail_model
 from wattwise.closedloop.plans import FINAL_STATUSES, SlurmPlan, add_event, get_plan, update_plan
-from wattwise.closedloop.report import JobRecord, job_records
+from wattwise.closedloop.report import JobRecord, known_records
 from wattwise.errors import WattwiseError
 from wattwise.jobmodel import JobModel
 from wattwise.store import Store
@@ -35,9 +36,26 @@ from wattwise.store import Store
 __all__ = ["forecast_change", "run_agent", "step"]
 
 
+#: live forecasts are fetched at most this often (a file is re-read whenever it changes)
+LIVE_RECHECK_S = 300.0
+_live_cache: dict[str, tuple[float, CarbonTrace]] = {}
+
+
+def current_forecast(source: str, now_s: float | None = None) -> CarbonTrace:
+    """The forecast as it is now: a file as it is on disk, a live API at most every LIVE_RECHECK_S."""
+    if Path(source).exists():
+        return read_carbon(source)
+    now = time.time() if now_s is None else now_s
+    cached = _live_cache.get(source)
+    if cached is None or now - cached[0] >= LIVE_RECHECK_S:
+        cached = (now, read_carbon(source, now_s=now))
+        _live_cache[source] = cached
+    return cached[1]
+
+
 def forecast_change(plan: ChainPlan, from_s: float) -> tuple[float, list[float]]:
     """(largest relative change of a slot's intensity from `from_s` to the deadline, the new slot means)."""
-    trace = read_trace(plan.settings["carbon_source"])
+    trace = current_forecast(plan.settings["carbon_source"])
     old = plan.settings["intensity_g_per_kwh"]
     first = max(0, int((from_s - plan.planned_at_s) // plan.slot_s))
     new = [float(x) for x in trace.slots(plan.planned_at_s, plan.slot_s, len(old))]
@@ -52,8 +70,9 @@ def step(store: Store, plan_id: int, *, now_s: float, env: dict[str, str] | None
     if row.status in FINAL_STATUSES:
         return row.status
     plan = ChainPlan.from_dict(row.plan)
-    ids = [j["job_id"] for j in row.jobs if j["job_id"] is not None]
-    records = job_records(ids, env)
+    records, jobs = known_records(row.jobs, env)
+    if jobs != row.jobs:
+        update_plan(store, plan_id, jobs=jobs)
     if plan.mode == "suspend":
         status = _step_suspend(store, row, plan, records, now_s, env)
     else:
@@ -94,11 +113,15 @@ def _step_chain(store: Store, row: SlurmPlan, plan: ChainPlan, records: dict[int
 
 
 def _source_version(source: str) -> str:
-    """What identifies the forecast's current content: the file's size and modification time."""
+    """What identifies the forecast's current content: a file's size and modification time, a live forecast's
+    values."""
     try:
         info = Path(source).stat()
     except OSError:
-        return "unreadable"
+        import hashlib
+
+        values = current_forecast(source).intensity_g_per_kwh
+        return hashlib.sha256(values.tobytes()).hexdigest()[:16]
     return f"{info.st_size}:{info.st_mtime_ns}"
 
 
@@ -109,7 +132,7 @@ def _replan(store: Store, row: SlurmPlan, plan: ChainPlan, segment: Segment, now
     previous = plan.segments[index - 1] if index > 0 else None
     start = max(now_s, previous.end_s if previous else now_s)
     start = plan.planned_at_s + plan.slot_s * -(-(start - plan.planned_at_s) // plan.slot_s)  # next slot edge
-    trace = read_trace(plan.settings["carbon_source"])
+    trace = current_forecast(plan.settings["carbon_source"])
     remaining = tail_model(model, segment.work_from_s)
     resumes = plan.settings.get("max_resumes")
     try:

@@ -27,8 +27,9 @@ def submit_command(
     ],
     carbon: Annotated[
         str,
-        typer.Option("--carbon", "-c", help="Carbon-intensity forecast or trace (Electricity Maps CSV or "
-                     "timestamp,g_per_kwh CSV) covering the wait plus the job."),
+        typer.Option("--carbon", "-c", help="Carbon-intensity forecast covering the wait plus the job: a CSV "
+                     "(Electricity Maps export or timestamp,g_per_kwh), or a live forecast: ukci, "
+                     "ukci:<postcode|region id>, electricitymaps:<zone>."),
     ],
     wait_hours: Annotated[float, typer.Option("--wait-hours", "-w", help="How long the job may wait.")] = 24.0,
     length: Annotated[str | None, typer.Option("--length", "-l", help="Job length, e.g. 2h (or --model).")] = None,
@@ -85,12 +86,12 @@ def submit_command(
       wattwise slurm submit --model model.json --policy suspend-resume --max-resumes 3 --carbon forecast.csv \\
         --wait-hours 12 -- examples/slurm-checkpoint/job.sbatch
     """
-    from wattwise.carbon.trace import read_trace
+    from wattwise.carbon.live_forecast import read_carbon
     from wattwise.errors import WattwiseError
     from wattwise.units import parse_duration_s
 
-    trace = read_trace(carbon)
     now_s = time.time() if now is None else now
+    trace = read_carbon(carbon, now_s=now_s)
     if policy is not None:
         if model is None or length is not None:
             raise WattwiseError("--policy plans from a job model: give --model (not --length)")
@@ -239,11 +240,12 @@ def status_command(
       wattwise slurm status 3 --json | jq '.segments[].state'
     """
     from wattwise.closedloop.plans import update_plan
-    from wattwise.closedloop.report import job_records, reconcile
+    from wattwise.closedloop.report import known_records, reconcile
 
     store, row, plan, _ = _load(plan_id, db)
-    ids = [j["job_id"] for j in row.jobs if j["job_id"] is not None]
-    records = job_records(ids, dict(os.environ))
+    records, jobs = known_records(row.jobs, dict(os.environ))
+    if jobs != row.jobs:
+        update_plan(store, plan_id, jobs=jobs)
     cancelled = reconcile(Path(row.checkpoint_dir), row.jobs, records, dict(os.environ))
     done = (Path(row.checkpoint_dir) / "done").exists()
     status = "done" if done else row.status
@@ -289,14 +291,17 @@ def report_command(
       wattwise slurm report 3\n
       wattwise slurm report 3 --carbon observed.csv --json
     """
-    from wattwise.carbon.trace import read_trace
-    from wattwise.closedloop.report import job_records, plan_report
+    from wattwise.carbon.live_forecast import read_carbon
+    from wattwise.closedloop.plans import update_plan
+    from wattwise.closedloop.report import known_records, plan_report
     from wattwise.units import format_si
 
-    _, row, plan, model = _load(plan_id, db)
-    trace = read_trace(carbon or plan.settings["carbon_source"])
-    ids = [j["job_id"] for j in row.jobs if j["job_id"] is not None]
-    report = plan_report(plan, model, row.jobs, job_records(ids, dict(os.environ)), trace, row.events)
+    store, row, plan, model = _load(plan_id, db)
+    trace = read_carbon(carbon or plan.settings["carbon_source"])
+    records, jobs = known_records(row.jobs, dict(os.environ))
+    if jobs != row.jobs:
+        update_plan(store, plan_id, jobs=jobs)
+    report = plan_report(plan, model, jobs, records, trace, row.events)
     report["plan_id"] = plan_id
     if as_json:
         print(json.dumps(report))

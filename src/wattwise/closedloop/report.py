@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from wattwise.closedloop.plan import ChainPlan, Segment
 from wattwise.jobmodel import JobModel
 from wattwise.units import J_PER_KWH
 
-__all__ = ["JobRecord", "job_records", "plan_report", "reconcile", "running_intervals"]
+__all__ = ["JobRecord", "job_records", "known_records", "plan_report", "reconcile", "running_intervals"]
 
 _FINISHED = {"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY", "DEADLINE",
              "BOOT_FAIL"}
@@ -97,6 +97,23 @@ def job_records(job_ids: list[int], env: dict[str, str] | None = None) -> dict[i
             if record is not None:
                 records[job_id] = record
     return records
+
+
+def known_records(jobs: list[dict[str, Any]], env: dict[str, str] | None = None
+                  ) -> tuple[dict[int, JobRecord], list[dict[str, Any]]]:
+    """Slurm's records of a plan's jobs, falling back to what was seen before (a controller without accounting
+    forgets finished jobs after MinJobAge); returns the records and the jobs with finished records kept."""
+    ids = [j["job_id"] for j in jobs if j["job_id"] is not None]
+    records = job_records(ids, env)
+    kept = []
+    for job in jobs:
+        record = records.get(job["job_id"])
+        if record is None and job.get("record"):
+            records[job["job_id"]] = JobRecord(**job["record"])
+        elif record is not None and record.finished:
+            job = {**job, "record": asdict(record)}
+        kept.append(job)
+    return records, kept
 
 
 def reconcile(checkpoint_dir: Path, jobs: list[dict[str, Any]], records: dict[int, JobRecord],
