@@ -110,13 +110,13 @@ def measure(
     if as_json:  # stdout carries exactly one JSON object: the command's output goes to stderr
         saved_stdout = sys.stdout
         sys.stdout = sys.stderr
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
     with Progress(
         *columns, console=progress_console, transient=True, disable=not progress_console.is_terminal
     ) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def on_progress(phase: str, elapsed_s: float, total_s: float | None) -> None:
             if phase not in tasks:

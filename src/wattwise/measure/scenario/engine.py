@@ -322,7 +322,7 @@ class ContainerEngine:
             if not data:
                 raise EngineError(f"{self.kind} inspect {name}: no such container")
             data = data[0]
-        return data  # type: ignore[no-any-return]
+        return data
 
     def exec_command(self, container: str, argv: list[str]) -> list[str]:
         return self.command("exec", container, *argv)
