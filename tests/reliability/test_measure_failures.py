@@ -110,7 +110,7 @@ def test_kill_9_of_measure_then_runs_recover_marks_crashed_and_removes_leftovers
     assert set(phases) == {"[BASELINE]", "[RUNTIME]"}  # the open phase closed at the last sample
     assert phases["[RUNTIME]"].end_us > phases["[RUNTIME]"].start_us
     assert not cgroup.exists()
-    assert not _wattwise_cgroups(f"run-{run.id}-*")
+    assert not _wattwise_cgroups(f"run-{run.id}-{process.pid}")
     _wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in command_pids), 10)
     # once recovered, nothing left to do
     again = subprocess.run([*wattwise_bin(), "runs", "recover", "--db", str(db), "--json"], capture_output=True,
@@ -245,3 +245,24 @@ def test_kill_9_of_run_with_host_services_is_recovered(tmp_path: Path) -> None:
     assert _samples(store, run.id) > 0
     assert not _wattwise_cgroups(f"scenario-{token}-*")
     _wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids), 10)
+
+
+def test_a_marker_whose_database_is_gone_is_retried_later_not_by_every_command(tmp_path: Path) -> None:
+    import json
+    import socket
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    markers = tmp_path / "data" / "running"
+    markers.mkdir(parents=True)
+    marker = markers / f"{dead.pid}-7.json"
+    marker.write_text(json.dumps({"url": "postgresql://nobody@127.0.0.1:1/gone", "run_id": 7,
+                                  "host": socket.gethostname(), "pid": dead.pid, "start_ticks": 1, "cgroups": []}))
+    (markers / "123-8.recovering-999999999").write_text("{}")  # its recoverer died: put back
+    first = subprocess.run([*wattwise_bin(), "--help"], capture_output=True, text=True, timeout=120,
+                           env=_env(tmp_path))
+    assert first.returncode == 0 and "Traceback" not in first.stderr
+    data = json.loads(marker.read_text())
+    assert data["attempted_at"] > 0  # tried once, kept for later
+    assert (markers / "123-8.json").exists()
+    assert not list(markers.glob("*.recovering-*"))

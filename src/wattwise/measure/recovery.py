@@ -23,6 +23,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,8 @@ __all__ = ["RECOVERED_ERROR", "Recovered", "RunMarker", "recover_on_start", "rec
 RUN_LABEL = "wattwise.run_id"
 RECOVERED_ERROR = "the process measuring this run ({owner}) ended without closing it (killed?); samples up to then kept"
 CGROUP_PARENT = "wattwise"
+#: a marker whose database could not be reached is tried again by commands started this much later
+RETRY_AFTER_S = 300.0
 
 
 def markers_dir() -> Path:
@@ -120,14 +123,26 @@ def recover_on_start() -> list[Recovered]:
     `listdir` when there is nothing to do; never raises (a recovery that fails leaves the marker for later)."""
     try:
         folder = markers_dir()
-        names = [n for n in os.listdir(folder) if n.endswith(".json")]
+        entries = os.listdir(folder)
     except OSError:
         return []
+    for entry in entries:  # a recovery whose own process died: its marker goes back for the next one
+        stem, dot, claimer = entry.partition(".recovering-")
+        if dot and claimer.isdigit() and not owner_alive(int(claimer), None):
+            try:
+                os.rename(folder / entry, folder / f"{stem}.json")
+                entries.append(f"{stem}.json")
+            except OSError:
+                pass
+    names = [n for n in entries if n.endswith(".json")]
     recovered: list[Recovered] = []
+    now = time.time()
     for name in names:
         marker = RunMarker.load(folder / name)
         if marker is None or not marker.owner_gone:
             continue
+        if now - float(marker.data.get("attempted_at", 0)) < RETRY_AFTER_S:
+            continue  # its database was unreachable a moment ago: do not make every command wait for it
         claimed = marker.path.with_suffix(f".recovering-{os.getpid()}")
         try:
             os.rename(marker.path, claimed)  # only one process gets it
@@ -143,7 +158,13 @@ def recover_on_start() -> list[Recovered]:
             finally:
                 store.close()
         except Exception:
-            os.rename(claimed, folder / name)  # try again next time
+            marker.data["attempted_at"] = now
+            marker.path = folder / name
+            marker._write()  # try again later
+            try:
+                os.unlink(claimed)
+            except OSError:
+                pass
             continue
         marker.remove()
         if result is not None:
@@ -185,7 +206,9 @@ def _recover(store: Store, run_id: int, data: dict[str, Any]) -> Recovered | Non
     if run.status != RunStatus.RUNNING:
         return None
     token = (run.settings or {}).get("run_token")  # a scenario's host services: cgroups scenario-<token>-<service>
-    removed = _remove_cgroups(run_id, [Path(p) for p in data.get("cgroups", [])], str(token) if token else None)
+    owner_pid = run.owner_pid or data.get("pid")
+    removed = _remove_cgroups(run_id, [Path(p) for p in data.get("cgroups", [])], owner_pid,
+                              str(token) if token else None)
     removed += _remove_labelled(run_id)
     phase = data.get("phase")
     if phase and phase.get("start_us") is not None:
@@ -218,9 +241,10 @@ def _last_sample_us(store: Store, run_id: int) -> int | None:
     return last
 
 
-def _cgroup_dirs_of_run(run_id: int, token: str | None) -> list[Path]:
-    """Cgroups named `run-<id>-*` (a command's) or `scenario-<token>-*` (a scenario's host services, `token` from
-    the run's settings) below the wattwise parent in every hierarchy."""
+def _cgroup_dirs_of_run(run_id: int, owner_pid: int | None, token: str | None) -> list[Path]:
+    """Cgroups named `run-<id>-<owner pid>` (a command's: run ids repeat across databases, the owner's pid tells
+    them apart) or `scenario-<token>-*` (a scenario's host services, `token` from the run's settings) below the
+    wattwise parent in every hierarchy."""
     from wattwise.providers.cgroup import CgroupMounts
 
     try:
@@ -231,18 +255,18 @@ def _cgroup_dirs_of_run(run_id: int, token: str | None) -> list[Path]:
     if mounts.v2 is not None:
         points.add(mounts.v2.mount_point)
     found: list[Path] = []
-    patterns = [f"run-{run_id}-*", *([f"scenario-{token}-*"] if token and token.isalnum() else [])]
+    patterns = [*([f"run-{run_id}-{int(owner_pid)}"] if owner_pid else []),
+                *([f"scenario-{token}-*"] if token and token.isalnum() else [])]
     for point in points:
         for pattern in patterns:
             found.extend((point / CGROUP_PARENT).glob(pattern))
     return found
 
 
-def _remove_cgroups(run_id: int, recorded: list[Path], token: str | None = None) -> list[str]:
+def _remove_cgroups(run_id: int, recorded: list[Path], owner_pid: int | None, token: str | None = None) -> list[str]:
     import signal
-    import time
 
-    directories = list(dict.fromkeys([*recorded, *_cgroup_dirs_of_run(run_id, token)]))
+    directories = list(dict.fromkeys([*recorded, *_cgroup_dirs_of_run(run_id, owner_pid, token)]))
     removed: list[str] = []
     for directory in directories:
         if not directory.is_dir():
