@@ -82,7 +82,7 @@ def test_carbon_stays_in_one_unit_family_and_warnings_group() -> None:
         ["provider gpu: read failed: x"],
         [{"warnings": ["phase a: only 2 sample(s) of x in 1 s (fewer than 5); sample faster"] * 2}],
     )
-    assert [(g["title"], g["count"]) for g in groups] == [("providers", 1), ("too few samples", 1)]
+    assert [(g["title"], g["count"]) for g in groups] == [("provider", 1), ("too few samples", 1)]
 
 
 def test_chart_series_marks_all_zero(sqlite_url: str) -> None:

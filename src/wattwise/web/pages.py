@@ -71,7 +71,7 @@ def approx(p: dict[str, Any]) -> str:
 _WARNING_KINDS = (
     ("too few samples", re.compile(r"only \d+ sample")),
     ("slow sampling", re.compile(r"was sampled every")),
-    ("providers", re.compile(r"^provider ")),
+    ("provider", re.compile(r"^provider ")),
 )
 
 
@@ -82,7 +82,7 @@ def warning_groups(run_warnings: list[str], stats: list[dict[str, Any]] | None =
         title = next((name for name, pattern in _WARNING_KINDS if pattern.search(text)), "run")
         if text not in groups.setdefault(title, []):
             groups[title].append(text)
-    order = ["run", "providers", "slow sampling", "too few samples"]
+    order = ["run", "provider", "slow sampling", "too few samples"]
     return [{"title": t, "count": len(groups[t]), "items": groups[t]} for t in order if groups.get(t)]
 
 

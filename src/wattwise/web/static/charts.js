@@ -169,12 +169,12 @@
   function layout(chart, bands, notes, range) {
     var l = {
       title: { text: chartTitle(chart), font: { size: 13 }, x: 0, xanchor: "left" },
-      height: chart.stacked ? 260 : 210, margin: { l: 60, r: 15, t: 42, b: 30 },
+      height: chart.stacked ? 280 : 210, margin: { l: 60, r: 15, t: 42, b: chart.stacked ? 52 : 30 },
       xaxis: { title: { text: "" }, ticksuffix: " s", zeroline: false },
       yaxis: { zeroline: false, rangemode: "tozero", tickformat: "~s" },
       shapes: bands.shapes.concat(notes.shapes), annotations: bands.annotations.slice(),
       hovermode: "x", plot_bgcolor: "#fff", paper_bgcolor: "#fff",
-      legend: { orientation: "h", x: 1, xanchor: "right", y: 1.12, font: { size: 10 } }
+      legend: { orientation: "h", x: 0, xanchor: "left", y: -0.14, yanchor: "top", font: { size: 10 } }
     };
     if (range) { l.xaxis.range = range; l.xaxis.autorange = false; }
     return l;
