@@ -130,6 +130,11 @@ class MeasurementSession:
             from wattwise.measure.gitinfo import git_info
 
             self.settings["git"] = git_info(os.getcwd())
+        if os.environ.get("WATTWISE_PLAN_ID") and "slurm" not in self.settings:
+            # a segment of a plan run on Slurm (`wattwise slurm submit --measure`): `model fit --plan` finds it
+            self.settings["slurm"] = {"plan_id": os.environ["WATTWISE_PLAN_ID"],
+                                      "segment": int(os.environ.get("WATTWISE_SEGMENT") or 0),
+                                      "job_id": os.environ.get("SLURM_JOB_ID")}
         estimated = not any(p.name in ("rapl", "ipmi") for p in providers)
         host, pid = socket.gethostname(), os.getpid()
         start_ticks = process_start_ticks(pid)
