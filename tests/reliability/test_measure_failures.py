@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -266,3 +269,36 @@ def test_a_marker_whose_database_is_gone_is_retried_later_not_by_every_command(t
     assert data["attempted_at"] > 0  # tried once, kept for later
     assert (markers / "123-8.json").exists()
     assert not list(markers.glob("*.recovering-*"))
+
+
+@pytest.mark.skipif(not is_root() or shutil.which("podman") is None, reason="podman as root")
+def test_recovery_removes_this_databases_labelled_networks_and_containers_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+    import socket
+
+    from wattwise.measure.recovery import recover_runs
+
+    monkeypatch.setenv("WATTWISE_DATA_DIR", str(tmp_path / "data"))
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    run_id = store.create_run("killed", owner=(socket.gethostname(), dead.pid, 1))
+    ours = hashlib.sha256(store.url.encode()).hexdigest()[:12]
+    tag = uuid.uuid4().hex[:8]
+    podman = ["podman", *shlex.split(os.environ.get("WATTWISE_PODMAN_ARGS", ""))]
+    names = {"mine": f"ww-rec-{tag}-mine", "other": f"ww-rec-{tag}-other"}
+    for who, key in (("mine", ours), ("other", "0123456789ab")):
+        subprocess.run([*podman, "network", "create", "--label", f"wattwise.run_id={run_id}", "--label",
+                        f"wattwise.store={key}", names[who]], check=True, capture_output=True)
+    try:
+        (recovered,) = recover_runs(store)
+        assert recovered.status == RunStatus.CRASHED
+        listed = subprocess.run([*podman, "network", "ls", "--format", "{{.Name}}"], capture_output=True,
+                                text=True, check=True).stdout.split()
+        assert names["mine"] not in listed  # this database's run: removed
+        assert names["other"] in listed  # same run id, another database: left alone
+        assert any(r.startswith("network ") for r in recovered.removed)
+    finally:
+        subprocess.run([*podman, "network", "rm", "-f", *names.values()], capture_output=True, check=False)

@@ -17,6 +17,7 @@ this host whose owner process is gone, markers or not.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["RECOVERED_ERROR", "Recovered", "RunMarker", "recover_on_start", "recover_runs"]
 
 RUN_LABEL = "wattwise.run_id"
+STORE_LABEL = "wattwise.store"
 RECOVERED_ERROR = "the process measuring this run ({owner}) ended without closing it (killed?); samples up to then kept"
 CGROUP_PARENT = "wattwise"
 #: a marker whose database could not be reached is tried again by commands started this much later
@@ -209,7 +211,7 @@ def _recover(store: Store, run_id: int, data: dict[str, Any]) -> Recovered | Non
     owner_pid = run.owner_pid or data.get("pid")
     removed = _remove_cgroups(run_id, [Path(p) for p in data.get("cgroups", [])], owner_pid,
                               str(token) if token else None)
-    removed += _remove_labelled(run_id)
+    removed += _remove_labelled(run_id, store.url)
     phase = data.get("phase")
     if phase and phase.get("start_us") is not None:
         end_us = _last_sample_us(store, run_id)
@@ -294,23 +296,32 @@ def _pids(directory: Path) -> list[int]:
         return []
 
 
-def _remove_labelled(run_id: int) -> list[str]:
-    """Containers, then networks, labelled `wattwise.run_id=<id>` (podman)."""
+def _remove_labelled(run_id: int, store_url: str) -> list[str]:
+    """Containers, then networks, labelled `wattwise.run_id=<id>` (podman), except those whose `wattwise.store`
+    label names another database (run ids repeat across databases; the label is the first 12 hex digits of the
+    SHA-256 of the database URL, as the scenario runner sets it)."""
     podman = shutil.which("podman")
     if podman is None:
         return []
+    store_key = hashlib.sha256(str(store_url).encode()).hexdigest()[:12]
     removed: list[str] = []
     label = f"label={RUN_LABEL}={run_id}"
     base = [podman, *shlex.split(os.environ.get("WATTWISE_PODMAN_ARGS", ""))]
     for kind, listing, removal in (
-        ("container", ["ps", "-a", "-q", "--filter", label], ["rm", "-f", "-t", "0"]),
-        ("network", ["network", "ls", "-q", "--filter", label], ["network", "rm", "-f"]),
+        ("container", ["ps", "-a", "--filter", label, "--format", "json"], ["rm", "-f", "-t", "0"]),
+        ("network", ["network", "ls", "--filter", label, "--format", "json"], ["network", "rm", "-f"]),
     ):
         try:
             found = subprocess.run([*base, *listing], capture_output=True, text=True, timeout=60, check=False)
-        except (OSError, subprocess.TimeoutExpired):
+            items = json.loads(found.stdout or "[]")
+        except (OSError, subprocess.TimeoutExpired, ValueError):
             continue
-        ids = found.stdout.split()
+        ids = []
+        for item in items if isinstance(items, list) else []:
+            labels = item.get("Labels") or item.get("labels") or {}
+            ident = item.get("Id") or item.get("id") or item.get("ID")
+            if ident and labels.get(STORE_LABEL, store_key) == store_key:
+                ids.append(str(ident))
         if not ids:
             continue
         try:
