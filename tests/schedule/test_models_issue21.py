@@ -141,3 +141,23 @@ def test_interval_by_hand() -> None:
     mean, low, high = mean_ci95([1.0, 2.0, 3.0])
     assert (mean, low, high) == (2.0, pytest.approx(2.0 - 2.484138, abs=1e-6), pytest.approx(2.0 + 2.484138, abs=1e-6))
     assert math.isnan(mean_ci95([5.0])[1]) and math.isnan(mean_ci95([])[0])
+
+
+def test_fifo_and_backfilling_queues_by_hand() -> None:
+    # one CPU; two 1 h jobs at 100 W arriving together, 4 h of waiting; intensity 900, 100, 900, 900, 50, 900,
+    # 900. The first takes the 50 slot (5 g). Backfilling: the second takes the 100 slot before it (10 g).
+    # FIFO: the second may not start before the first: its window has no free slot left, so it runs at the
+    # first free slot after (slot 5, 900: 90 g) and misses its deadline. Without the limit both take slot 4:
+    # 10 g, the bound; the gap of backfilling is (15 - 10) / 10 = 50 %.
+    trace = hourly([900, 100, 900, 900, 50, 900, 900])
+    jobs = [make_job(i, 0.0, H, power_w=100, wait_s=4 * H) for i in range(2)]
+    back = simulate(jobs, trace, Options("oracle", resolution_s=H, capacity=1))
+    fifo = simulate(jobs, trace, Options("oracle", resolution_s=H, capacity=1, queue="fifo"))
+    assert [r.start_s for r in back.results] == [4 * H, 1 * H]
+    assert [r.carbon_g for r in back.results] == [pytest.approx(5.0), pytest.approx(10.0)]
+    assert [r.start_s for r in fifo.results] == [4 * H, 5 * H]
+    assert fifo.results[1].carbon_g == pytest.approx(90.0) and not fifo.results[1].deadline_met
+    s = summary(back)
+    assert s["capacity"]["unlimited_carbon_g"] == pytest.approx(10.0)
+    assert s["capacity"]["gap_to_unlimited_pct"] == pytest.approx(50.0)
+    assert "agnostic" in s["baseline"]

@@ -45,6 +45,9 @@ def simulate_command(
                                                   "suspend only right after a checkpoint phase.")] = False,
     capacity: Annotated[int | None, typer.Option("--capacity", help="Finite cluster of this many CPUs "
                                                  "(default: infinite).")] = None,
+    queue: Annotated[str, typer.Option("--queue", help="With --capacity: backfill (a job may use capacity left "
+                                       "free before earlier jobs' starts) or fifo (jobs start in arrival "
+                                       "order).")] = "backfill",
     forecast_error: Annotated[float, typer.Option("--forecast-error", help="Relative error (std. dev.) of "
                                                   "the forecast the policies decide on; 0 = perfect.")] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the forecast error.")] = 0,
@@ -102,7 +105,7 @@ def simulate_command(
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be ≥ 1, got {limit}")
     options = Options(policy=policy, wait_s=wait_hours * 3600.0, resolution_s=resolution_s,
-                      max_resumes=max_resumes, checkpoint_only=checkpoint_only, capacity=capacity,
+                      max_resumes=max_resumes, checkpoint_only=checkpoint_only, capacity=capacity, queue=queue,
                       forecast_error=forecast_error, seed=seed, threshold_percentile=threshold_percentile,
                       origin_s=origin_s, forecast_model=forecast_model, forecast_phi=forecast_phi,
                       forecast_file=str(forecast_file) if forecast_file else None)

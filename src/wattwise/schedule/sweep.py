@@ -51,13 +51,14 @@ from wattwise.schedule.simulate import POLICIES, Options, simulate, summary
 from wattwise.units import parse_duration_s
 
 GRID_KEYS = ("policy", "length_h", "wait_h", "phases", "startup_min", "startup_w", "averaged", "max_resumes",
-             "checkpoint_only", "capacity", "forecast_error", "forecast_model", "seed", "threshold_percentile")
+             "checkpoint_only", "capacity", "queue", "forecast_error", "forecast_model", "seed",
+             "threshold_percentile")
 TOP_KEYS = ("carbon", "start", "months", "conventions", "resolution", "arrivals_h", "jobs", "jobs_time_unit",
             "phases", "grid", "description")
 DEFAULT_PHASES = {"constant-100W": [{"name": "work", "duration_s": 3600, "power_w": 100}]}
 _DEFAULTS: dict[str, Any] = {"policy": "suspend-resume", "length_h": 1, "wait_h": 24, "phases": None,
                              "startup_min": 0, "startup_w": 0, "averaged": False, "max_resumes": None,
-                             "checkpoint_only": False, "capacity": None, "forecast_error": 0.0,
+                             "checkpoint_only": False, "capacity": None, "queue": "backfill", "forecast_error": 0.0,
                              "forecast_model": "multiplicative", "seed": 0,
                              "threshold_percentile": 30.0}
 #: how synthetic jobs are built. wattwise: the startup comes on top of ``length_h`` (every (re)start repeats
@@ -252,6 +253,10 @@ def _check_value(path: Path, key: str, value: Any, phases: dict[str, JobModel]) 
         if value not in POLICIES:
             raise ConfigError(f"{where}: unknown policy {value!r}; allowed: {', '.join(POLICIES)}")
         return value
+    if key == "queue":
+        if value not in ("backfill", "fifo"):
+            raise ConfigError(f"{where}: {value!r} is not one of backfill, fifo")
+        return value
     if key == "forecast_model":
         if value not in ("multiplicative", "additive", "ar1"):
             raise ConfigError(f"{where}: {value!r} is not one of multiplicative, additive, ar1")
@@ -328,7 +333,7 @@ def _options(grid: Grid, config: dict[str, Any]) -> Options:
     return Options(policy=config["policy"], wait_s=config["wait_h"] * 3600.0, resolution_s=grid.resolution_s,
                    max_resumes=config["max_resumes"], checkpoint_only=config["checkpoint_only"],
                    capacity=config["capacity"], forecast_error=config["forecast_error"], seed=config["seed"],
-                   forecast_model=config["forecast_model"],
+                   forecast_model=config["forecast_model"], queue=config["queue"],
                    threshold_percentile=config["threshold_percentile"], origin_s=grid.origin_s(config))
 
 
@@ -429,6 +434,7 @@ def run_config(trace: CarbonTrace, grid: Grid, config: dict[str, Any], trace_job
         "saving_ci95_low_pct": low,
         "saving_ci95_high_pct": high,
         "savings_pct": per_job,
+        "capacity_gap_pct": s["capacity"]["gap_to_unlimited_pct"] if "capacity" in s else None,
         "restarts": totals["restarts"],
         "restart_energy_j": totals["restart_energy_j"],
         "restart_carbon_g": totals["restart_carbon_g"],
@@ -453,7 +459,7 @@ def run_sweep(grid: Grid, *, workers: int | None = None,
 RESULT_COLUMNS = ("zone", "month", *GRID_KEYS, "arrivals", "jobs", "carbon_g", "agnostic_carbon_g",
                   "saving_pct", "saving_mean_pct", "saving_ci95_low_pct", "saving_ci95_high_pct", "energy_j",
                   "agnostic_energy_j", "restarts", "restart_energy_j", "restart_carbon_g",
-                  "interruptions_per_job", "deadlines_missed", "optimal", "elapsed_s", "cpu_s")
+                  "interruptions_per_job", "deadlines_missed", "capacity_gap_pct", "optimal", "elapsed_s", "cpu_s")
 
 
 def write_results(rows: list[dict[str, Any]], path: Path) -> None:
