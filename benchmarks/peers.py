@@ -43,7 +43,7 @@ from wattwise.schedule.solvers import Infeasible  # noqa: E402
 
 CARBON = ROOT / "data" / "carbon" / "DE-2024-hourly-electricitymaps.csv"
 MILP_LIMIT_S = 60.0
-MILP_MAX_BINARIES = 400_000
+MILP_MAX_BINARIES = 30_000
 MODEL = JobModel((Phase("startup", 600, 100),), (Phase("high", 1800, 200), Phase("low", 1800, 100)))
 
 
