@@ -49,17 +49,27 @@ STEP_S = 0.05  # work advances in short steps, so that a suspended job (SIGSTOP)
 
 
 def busy(seconds: float) -> None:
-    for _ in range(max(1, round(seconds / STEP_S))):
-        if stop_requested:
-            return
-        time.sleep(STEP_S)
+    """`seconds` of running time: time while the job was suspended (a gap longer than a step) does not count."""
+    done, last = 0.0, time.monotonic()
+    while done < seconds and not stop_requested:
+        time.sleep(min(STEP_S, seconds - done))
+        now = time.monotonic()
+        done += min(now - last, 2 * STEP_S)
+        last = now
 
 
+def note(text: str) -> None:
+    """A phase starts: `<unix time ns> <phase name>`, which `wattwise measure --read-notes-stdout` stores."""
+    print(f"{time.time_ns()} {text}", flush=True)
+
+
+note("startup")
 busy(STARTUP_S)  # the startup: imports, loading data, warm-up (paid again at every resume)
 
 planned_units = math.inf if last_segment else round(float(os.environ.get("WATTWISE_WORK_S", "inf")) / UNIT_S)
 done_here = 0
 while state["next_unit"] < UNITS and done_here < planned_units and not stop_requested:
+    note(f"unit {state['next_unit']}")
     busy(UNIT_S)  # the work of one unit
     if stop_requested:
         break  # an interrupted unit is not counted: it is done again after the resume

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ def slurm_env(tmp_path: Path) -> dict[str, str]:
             pytest.fail("Slurm is not set up: scripts/services.d/slurm.sh should have started it")
         pytest.skip("Slurm is not installed here (scripts/test.sh installs and starts it)")
     return dict(os.environ, SLURM_CONF=str(SLURM_CONF), JOB_PY=str(EXAMPLE / "job.py"), JOB_UNITS="6",
+                WATTWISE_BIN=str(Path(sys.executable).parent / "wattwise"),
                 JOB_UNIT_S=str(SLOT_S), JOB_STARTUP_S=str(SLOT_S), WATTWISE_DATA_DIR=str(tmp_path / "data"))
 
 

@@ -33,7 +33,7 @@ def test_suspend_resume_plan_runs_in_its_windows_and_does_the_work_once(
     submitted = run_cli(
         "slurm", "submit", "--model", str(write_model()), "--policy", "suspend-resume", "--slot", f"{SLOT_S}s",
         "--carbon", str(write_trace(now, PATTERN)), "--wait-hours", str(60 / 3600), "--now", str(now),
-        "--checkpoint-dir", str(folder), "--db", str(db), "--json", "--",
+        "--checkpoint-dir", str(folder), "--db", str(db), "--measure", "--json", "--",
         "-o", str(tmp_path / "segment-%j.out"), str(EXAMPLE / "job.sbatch"), env=slurm_env, check=True)
     submitted_at = time.time()  # under load the submission itself can take longer than the first wait
     result = json.loads(submitted.stdout)
@@ -62,16 +62,32 @@ def test_suspend_resume_plan_runs_in_its_windows_and_does_the_work_once(
         # segment really ended, when those came later)
         assert row["start_s"] >= row["planned_start_s"] - 1, row
         assert row["start_s"] <= max(row["planned_start_s"], ready) + GRANULARITY_S, row
-        assert row["energy_source"] == "model" and row["estimated"] is True  # no energy plugin on this cluster
+        # no energy plugin on this cluster: each segment's energy is what `wattwise measure` recorded for it (≈ here,
+        # no power sensor), beside the job model's prediction for the time it ran
+        assert row["energy_source"] == f"run {row['measured_run_id']}" and row["estimated"] is True
+        assert row["energy_j"] > 0 and row["model_energy_j"] > 0
         ready = row["end_s"]
-    # the restart cost (the startup, 60 W × 4 s) was paid at each resume
-    assert [row["restart_energy_j"] for row in report["segments"]] == pytest.approx([0.0, 240.0, 240.0])
+    # the restart cost (the startup, 60 W × 4 s in the model) was planned and paid at each resume; paid, it is the
+    # startup's share of what was measured for the segment
+    assert [row["planned_restart_energy_j"] for row in report["segments"]] == pytest.approx([0.0, 240.0, 240.0])
+    for row in report["segments"][1:]:
+        assert row["restart_energy_j"] == pytest.approx(240.0 * row["energy_j"] / row["model_energy_j"], rel=1e-9)
     assert report["restarts_paid"] == 2
     assert report["actual"]["carbon_g"] is not None and report["actual"]["segments_finished"] == 3
 
     status = json.loads(run_cli("slurm", "status", str(result["plan_id"]), "--db", str(db), "--json",
                                 env=slurm_env, check=True).stdout)
     assert status["status"] == "done"
+
+    # close the loop: the segments' measurements refit the model the plan was made with
+    refit = json.loads(run_cli("model", "fit", "--plan", str(result["plan_id"]), "--model", str(write_model()),
+                               "--db", str(db), "--json", env=slurm_env, check=True).stdout)
+    phases = {p["name"]: p for p in refit["report"]["phases"]}
+    assert phases["startup"]["seen"] == 3  # the startup was paid in every segment
+    assert all(phases[f"unit {i}"]["seen"] == 1 for i in range(6))  # each unit ran once
+    for phase in phases.values():  # the job's phases last 4 s of running time each
+        assert phase["duration_s"] == pytest.approx(SLOT_S, abs=1.0), phase
+        assert phase["power_w"] > 0
 
 
 @pytest.mark.slurm

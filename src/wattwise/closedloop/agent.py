@@ -157,7 +157,8 @@ def _replan(store: Store, row: SlurmPlan, plan: ChainPlan, segment: Segment, now
     jobs = submit_chain(merged, row.sbatch_args, plan_id=row.id, checkpoint_dir=Path(row.checkpoint_dir),
                         lead_s=float(plan.settings.get("lead_s", 30.0)), name=f"{row.name}-p{row.id}", env=env,
                         first_index=index, previous_job=kept[-1]["job_id"] if kept else None,
-                        earlier_jobs=[j["job_id"] for j in kept])
+                        earlier_jobs=[j["job_id"] for j in kept],
+                        measure_db=store.url if plan.settings.get("measure") else None)
     update_plan(store, row.id, plan=merged.to_dict(), jobs=[*kept, *jobs])
     add_event(store, row.id, "replan", now_s, index=index, begin_s=segment.begin_s, max_change=change,
               source_version=version, cancelled=dropped, submitted=[j["job_id"] for j in jobs],

@@ -96,7 +96,7 @@ def check_sbatch_args(sbatch_args: Sequence[str]) -> Path | None:
 
 
 def segment_argv(plan: ChainPlan, index: int, sbatch_args: Sequence[str], *, plan_id: int, checkpoint_dir: Path,
-                 previous_job: int | None, lead_s: float, name: str) -> list[str]:
+                 previous_job: int | None, lead_s: float, name: str, measure_db: str | None = None) -> list[str]:
     segment = plan.segments[index]
     env = {
         "WATTWISE_PLAN_ID": str(plan_id),
@@ -107,6 +107,7 @@ def segment_argv(plan: ChainPlan, index: int, sbatch_args: Sequence[str], *, pla
         "WATTWISE_SEGMENT_END": f"{segment.end_s:.0f}",
         "WATTWISE_WORK_S": f"{segment.work_s:g}",
         "WATTWISE_CHAIN_FILE": str(checkpoint_dir / CHAIN_FILE),
+        **_measure_env(measure_db),
     }
     argv = [
         "sbatch", "--parsable",
@@ -121,10 +122,15 @@ def segment_argv(plan: ChainPlan, index: int, sbatch_args: Sequence[str], *, pla
     return [*argv, *sbatch_args]
 
 
+def _measure_env(measure_db: str | None) -> dict[str, str]:
+    """With `--measure`: each segment runs under `wattwise measure`, storing into the plan's database."""
+    return {"WATTWISE_MEASURE": "1", "WATTWISE_PLAN_DB": measure_db} if measure_db else {}
+
+
 def submit_chain(plan: ChainPlan, sbatch_args: Sequence[str], *, plan_id: int, checkpoint_dir: Path,
                  lead_s: float = 30.0, name: str = "wattwise", env: dict[str, str] | None = None,
                  dry_run: bool = False, first_index: int = 0, previous_job: int | None = None,
-                 earlier_jobs: Sequence[int] = ()) -> list[dict[str, Any]]:
+                 earlier_jobs: Sequence[int] = (), measure_db: str | None = None) -> list[dict[str, Any]]:
     """Submit the segments from `first_index` on (after `previous_job`, when a chain is re-planned); returns
     [{index, job_id, argv}]. All or nothing. `chain.json` lists `earlier_jobs` and the new ones."""
     check_sbatch_args(sbatch_args)
@@ -133,7 +139,7 @@ def submit_chain(plan: ChainPlan, sbatch_args: Sequence[str], *, plan_id: int, c
     previous = previous_job
     for index in range(first_index, len(plan.segments)):
         argv = segment_argv(plan, index, sbatch_args, plan_id=plan_id, checkpoint_dir=checkpoint_dir,
-                            previous_job=previous, lead_s=lead_s, name=name)
+                            previous_job=previous, lead_s=lead_s, name=name, measure_db=measure_db)
         if dry_run:
             submitted.append({"index": index, "job_id": None, "argv": argv})
             continue
@@ -147,7 +153,7 @@ def submit_chain(plan: ChainPlan, sbatch_args: Sequence[str], *, plan_id: int, c
 
 def submit_suspendable(plan: ChainPlan, sbatch_args: Sequence[str], *, plan_id: int, checkpoint_dir: Path,
                        lead_s: float = 30.0, name: str = "wattwise", env: dict[str, str] | None = None,
-                       dry_run: bool = False) -> list[dict[str, Any]]:
+                       dry_run: bool = False, measure_db: str | None = None) -> list[dict[str, Any]]:
     """Suspend mode: one job from the first window to the deadline; the agent suspends and resumes it."""
     check_sbatch_args(sbatch_args)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -157,6 +163,7 @@ def submit_suspendable(plan: ChainPlan, sbatch_args: Sequence[str], *, plan_id: 
         "WATTWISE_CHECKPOINT_DIR": str(checkpoint_dir), "WATTWISE_SEGMENT_END": f"{plan.deadline_s:.0f}",
         "WATTWISE_WORK_S": f"{sum(s.work_s for s in plan.segments):g}",
         "WATTWISE_CHAIN_FILE": str(checkpoint_dir / CHAIN_FILE),
+        **_measure_env(measure_db),
     }
     argv = ["sbatch", "--parsable", f"--begin={slurm_begin(first.begin_s)}",
             f"--time={slurm_time(plan.deadline_s - first.begin_s + lead_s + SIGNAL_SLACK_S)}", f"--job-name={name}",

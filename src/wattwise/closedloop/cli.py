@@ -49,6 +49,11 @@ def submit_command(
         str, typer.Option("--mode", help="chain: one Slurm job per segment (no operator rights); suspend: one job "
                           "that `wattwise slurm agent` suspends and resumes (operator rights; a resume is free).")
     ] = "chain",
+    measure: Annotated[
+        bool, typer.Option("--measure", help="Run each segment under `wattwise measure` into this database (the job "
+                           "script honours WATTWISE_MEASURE): slurm report compares model and measurement, and "
+                           "`wattwise model fit --plan` refits the model.")
+    ] = False,
     replan_threshold: Annotated[
         float, typer.Option("--replan-threshold", help="The agent re-plans the rest of a chain when a slot's "
                             "forecast moved by more than this fraction.")
@@ -97,10 +102,10 @@ def submit_command(
             raise WattwiseError("--policy plans from a job model: give --model (not --length)")
         _submit_chain(sbatch_args, trace, model, policy, now_s, wait_hours * 3600.0, parse_duration_s(slot),
                       max_resumes, checkpoint_only, parse_duration_s(lead), checkpoint_dir, dry_run, as_json, db,
-                      mode, replan_threshold)
+                      mode, replan_threshold, measure)
         return
-    if mode != "chain":
-        raise WattwiseError("--mode suspend needs --policy and --model")
+    if mode != "chain" or measure:
+        raise WattwiseError("--mode and --measure need --policy and --model")
     if max_resumes is not None or checkpoint_only:
         raise WattwiseError("--max-resumes and --checkpoint-only need --policy suspend-resume")
     _submit_start(sbatch_args, trace, length, model, power, now_s, wait_hours, parse_duration_s(step), dry_run,
@@ -144,7 +149,7 @@ def _submit_start(sbatch_args: list[str], trace: Any, length: str | None, model:
 def _submit_chain(sbatch_args: list[str], trace: Any, model_path: str, policy: str, now_s: float, wait_s: float,
                   slot_s: float, max_resumes: int | None, checkpoint_only: bool, lead_s: float,
                   checkpoint_dir: Path | None, dry_run: bool, as_json: bool, db: str | None, mode: str,
-                  replan_threshold: float) -> None:
+                  replan_threshold: float, measure: bool) -> None:
     from wattwise.closedloop.chain import check_sbatch_args, submit_chain, submit_suspendable
     from wattwise.closedloop.plan import plan_chain
     from wattwise.closedloop.plans import save_plan, update_plan
@@ -155,7 +160,7 @@ def _submit_chain(sbatch_args: list[str], trace: Any, model_path: str, policy: s
     job_model = load_model(model_path)
     plan = plan_chain(job_model, trace, now_s=now_s, wait_s=wait_s, policy=policy, slot_s=slot_s,
                       max_resumes=max_resumes, checkpoint_only=checkpoint_only, mode=mode)
-    plan.settings.update(lead_s=lead_s, replan_threshold=replan_threshold)
+    plan.settings.update(lead_s=lead_s, replan_threshold=replan_threshold, measure=measure)
     store = open_store(db)
     name = script.stem if script is not None else "job"
     plan_id = 0
@@ -167,7 +172,7 @@ def _submit_chain(sbatch_args: list[str], trace: Any, model_path: str, policy: s
     try:
         submit = submit_chain if mode == "chain" else submit_suspendable
         jobs = submit(plan, sbatch_args, plan_id=plan_id, checkpoint_dir=folder, lead_s=lead_s,
-                      name=f"{name}-p{plan_id}", dry_run=dry_run)
+                      name=f"{name}-p{plan_id}", dry_run=dry_run, measure_db=store.url if measure else None)
     except BaseException:
         if not dry_run:
             update_plan(store, plan_id, status="failed", checkpoint_dir=str(folder))
@@ -293,7 +298,7 @@ def report_command(
     """
     from wattwise.carbon.live_forecast import read_carbon
     from wattwise.closedloop.plans import update_plan
-    from wattwise.closedloop.report import known_records, plan_report
+    from wattwise.closedloop.report import known_records, measured_segments, plan_report
     from wattwise.units import format_si
 
     store, row, plan, model = _load(plan_id, db)
@@ -301,7 +306,7 @@ def report_command(
     records, jobs = known_records(row.jobs, dict(os.environ))
     if jobs != row.jobs:
         update_plan(store, plan_id, jobs=jobs)
-    report = plan_report(plan, model, jobs, records, trace, row.events)
+    report = plan_report(plan, model, jobs, records, trace, row.events, measured_segments(store, plan_id))
     report["plan_id"] = plan_id
     if as_json:
         print(json.dumps(report))
@@ -309,14 +314,15 @@ def report_command(
     from rich.table import Table
 
     table = Table(title=f"plan {plan_id} ({plan.policy}): planned vs actual")
-    for column in ("seg", "job", "state", "planned start", "start delay", "energy plan/actual", "restart paid",
-                   "carbon plan/actual"):
+    for column in ("seg", "job", "state", "planned start", "start delay", "energy plan/model/actual",
+                   "restart paid", "carbon plan/actual"):
         table.add_column(column, justify="right")
     for r in report["segments"]:
         mark = "≈" if r["estimated"] else ""
         delay = "–" if r["start_delay_s"] is None else f"{r['start_delay_s']:+.0f} s"
         table.add_row(str(r["index"]), str(r["job_id"]), r["state"], _local(r["planned_start_s"]), delay,
-                      f"{format_si(r['planned_energy_j'], 'J')} / {mark}{format_si(r['energy_j'], 'J')}",
+                      f"{format_si(r['planned_energy_j'], 'J')} / ≈{format_si(r.get('model_energy_j'), 'J')} / "
+                      f"{mark}{format_si(r['energy_j'], 'J')} ({r['energy_source'] or '–'})",
                       f"{mark}{format_si(r['restart_energy_j'], 'J')}" if r["resume"] else "–",
                       f"{format_si(r['planned_carbon_g'], 'g')} / {mark}{format_si(r['carbon_g'], 'g')}")
     console.print(table)

@@ -23,7 +23,8 @@ from wattwise.closedloop.plan import ChainPlan, Segment
 from wattwise.jobmodel import JobModel
 from wattwise.units import J_PER_KWH
 
-__all__ = ["JobRecord", "job_records", "known_records", "plan_report", "reconcile", "running_intervals"]
+__all__ = ["JobRecord", "job_records", "known_records", "measured_segments", "plan_report", "reconcile",
+           "running_intervals"]
 
 _FINISHED = {"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY", "DEADLINE",
              "BOOT_FAIL"}
@@ -202,9 +203,27 @@ def _suspend_rows(plan: ChainPlan, model: JobModel, job_id: int | None, record: 
     return rows
 
 
+def measured_segments(store: Any, plan_id: int) -> dict[int, dict[str, Any]]:
+    """Segment index → {run_id, energy_j, estimated} of the segments measured with `wattwise measure`."""
+    from wattwise.jobmodel.segments import plan_segment_runs
+
+    out: dict[int, dict[str, Any]] = {}
+    for index, run_id in plan_segment_runs(store, plan_id):
+        results = store.get_run(run_id).results or {}
+        runtime = next((p for p in results.get("phases", []) if p.get("name") == "[RUNTIME]"), None)
+        if runtime is not None and runtime.get("energy_j") is not None:
+            out[index] = {"run_id": run_id, "energy_j": float(runtime["energy_j"]),
+                          "estimated": bool(runtime.get("estimated"))}
+    return out
+
+
 def plan_report(plan: ChainPlan, model: JobModel, jobs: list[dict[str, Any]], records: dict[int, JobRecord],
-                trace: CarbonTrace, events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Per segment planned vs actual start, end, energy and carbon; totals planned vs actual vs agnostic."""
+                trace: CarbonTrace, events: list[dict[str, Any]] | None = None,
+                measured: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Per segment planned vs actual start, end, energy and carbon; totals planned vs actual vs agnostic.
+
+    `measured`: the segments measured by `wattwise measure` (their machine energy, ≈ where estimated): the
+    energy reported for them, next to what the model predicts for the time they ran."""
     rows = []
     if plan.mode == "suspend":
         job_id = jobs[0]["job_id"] if jobs else None
@@ -229,9 +248,15 @@ def plan_report(plan: ChainPlan, model: JobModel, jobs: list[dict[str, Any]], re
                 modelled = sum((b - a) * p for a, b, p in profile)
                 startup_paid = sum((b - a) * p for a, b, p in profile
                                    if a < record.start_s + model.startup_s)
+                row["model_energy_j"] = modelled
+                run = (measured or {}).get(segment.index)
                 if record.energy_j is not None:
                     row.update(energy_j=record.energy_j, energy_source="sacct", estimated=False)
                     scale = record.energy_j / modelled if modelled > 0 else 1.0
+                elif run is not None:
+                    row.update(energy_j=run["energy_j"], energy_source=f"run {run['run_id']}",
+                               estimated=run["estimated"], measured_run_id=run["run_id"])
+                    scale = run["energy_j"] / modelled if modelled > 0 else 1.0
                 else:
                     row.update(energy_j=modelled, energy_source="model", estimated=True)
                     scale = 1.0

@@ -173,9 +173,15 @@ def _print_model(model: Any, title: str) -> None:
 @model_app.command("fit")
 @helptext
 def fit_command(
-    runs: RunsArg,
+    runs: Annotated[list[str] | None, typer.Argument(
+        help="Runs: pinpoint-layout folders (measurements.csv, events.csv), folders of such folders, or wattwise "
+        "run ids (run:ID or ID) from the database. Not with --plan.", show_default=False)] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the model here (.json, .yml, "
                                                ".yaml).", show_default=False)] = None,
+    plan: Annotated[int | None, typer.Option("--plan", help="Refit --model from the measured segments of this "
+                                             "Slurm plan (slurm submit --measure).", show_default=False)] = None,
+    template: Annotated[Path | None, typer.Option("--model", help="With --plan: the model the plan was made "
+                                                  "with (its phases are kept).", show_default=False)] = None,
     phase_map: PhaseMapOption = None,
     before: BeforeOption = None,
     after: AfterOption = None,
@@ -195,12 +201,18 @@ def fit_command(
 
     Example:
 
-      wattwise model fit runs/run-1 runs/run-2 --before 30s --after 30s -o model.json
+      wattwise model fit runs/run-1 runs/run-2 --before 30s --after 30s -o model.json\n
+      wattwise model fit --plan 3 --model model.json -o refit.json
     """
     from wattwise.jobmodel.fit import fit_runs
     from wattwise.jobmodel.model import save_model
     from wattwise.jobmodel.phasemap import load_phasemap
 
+    if plan is not None or template is not None or not runs:
+        from wattwise.jobmodel.plan_cli import fit_plan
+
+        fit_plan(plan, template, runs, output, as_json, db)
+        return
     phasemap = load_phasemap(phase_map)
     loaded = load_runs(runs, before, after, db)
     result = fit_runs(loaded, phasemap, baseline=_parse_baseline(baseline), ignore_unknown=ignore_unknown)
