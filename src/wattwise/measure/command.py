@@ -117,7 +117,8 @@ def measure_command(
     error: str | None = None
     exit_code: int | None = None
     cgroup: CreatedCgroup | None = None
-    restore_signals = _interrupt_on_termination()
+    forward_to: list[subprocess.Popen[bytes]] = []
+    restore_signals = _interrupt_on_termination(forward_to)
     process: subprocess.Popen[bytes] | None = None
     readers: list[StreamCapture] = []
     notes: list[tuple[int, str, str]] = []
@@ -140,6 +141,7 @@ def measure_command(
         session.begin_phase("[RUNTIME]", runtime_start)
         process = start_process([executable, *argv[1:]], cgroup_procs=cgroup.procs_files if cgroup else (),
                                 env=options.env, cwd=options.cwd)
+        forward_to.append(process)
 
         def read_note(line: str) -> None:
             note = parse_note_line(line)
@@ -227,10 +229,12 @@ def _close(
     return session.finish(status, error=error, exit_code=exit_code)
 
 
-def _interrupt_on_termination() -> Callable[[], None]:
+def _interrupt_on_termination(forward_to: list[subprocess.Popen[bytes]] | None = None) -> Callable[[], None]:
     """SIGTERM and SIGHUP (timeout, systemd, a closed terminal) end the measurement like Ctrl-C: the run is stored
-    as interrupted with its samples, its cgroup removed. Only on the main thread and where no one else handles
-    those signals (a cluster client has its own handler). Returns the function that restores the handlers."""
+    as interrupted with its samples, its cgroup removed. SIGUSR1 and SIGUSR2 (e.g. Slurm's warning before a time
+    limit) are passed on to the measured command in `forward_to`, which decides what to do (checkpoint). Only on
+    the main thread and where no one else handles those signals (a cluster client has its own handler). Returns
+    the function that restores the handlers."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     previous: dict[int, Any] = {}
@@ -238,9 +242,17 @@ def _interrupt_on_termination() -> Callable[[], None]:
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
+    def forward(signum: int, frame: object) -> None:
+        for process in forward_to or []:
+            if process.poll() is None:
+                process.send_signal(signum)
+
     for signum in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(signum) == signal.SIG_DFL:
             previous[signum] = signal.signal(signum, handler)
+    for signum in (signal.SIGUSR1, signal.SIGUSR2):
+        if forward_to is not None and signal.getsignal(signum) == signal.SIG_DFL:
+            previous[signum] = signal.signal(signum, forward)
 
     def restore() -> None:
         for signum, old_handler in previous.items():
