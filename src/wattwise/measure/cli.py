@@ -19,7 +19,9 @@ __all__ = ["measure", "print_summary", "register"]
 def register(app: typer.Typer) -> None:
     app.command(
         "measure",
-        context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
+        # the command starts at the first argument that is not an option of ours (or after `--`); an unknown
+        # option before it is a usage error, not the command
+        context_settings={"allow_interspersed_args": False},
     )(measure)
 
 
