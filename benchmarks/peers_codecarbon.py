@@ -191,10 +191,10 @@ def codecarbon_comparison(seconds: float = 40.0) -> dict[str, Any]:
           f"{c['cpu_model']}, {c['cpu_count']:g} threads, {c['cpu_utilization_percent']:.0f} % load) + RAM "
           f"≈{c['ram_energy_j']:.0f} J (≈{c['ram_power_w']:.1f} W for {c['ram_total_gb']:.1f} GB); carbon "
           f"≈{c['carbon_g']:.3f} g at {c['intensity_g_per_kwh'] or 0:.0f} g/kWh")
-    print("  Difference: wattwise maps machine CPU utilization through a TDP load curve (0.12·TDP idle … 1.02·TDP "
-          "full; TDP from its table or 10 W per thread) and counts no RAM term; CodeCarbon's machine mode takes "
-          "TDP × (0.1 + 0.9·load³) for the CPU (its table, else a default TDP) plus a RAM term from the installed "
-          "memory, so it reports RAM energy wattwise does not, and a lower CPU figure at partial load.")
+    print("  Difference: wattwise puts the whole machine's CPU utilization through its load→power curve (named "
+          "above) and counts no RAM term, and gives the command its CPU share of that; CodeCarbon's machine mode "
+          "takes its TDP figure × (0.1 + 0.9·load³) for the CPU plus a constant RAM power from the installed "
+          "memory, whatever the workload uses.")
     return results
 
 
