@@ -263,7 +263,10 @@ class ScenarioRun(Steps, Results):
         self.backend.store_key = hashlib.sha256(str(self.store.url).encode()).hexdigest()[:12]
         baseline_s = 0.0 if options.dev_no_sleeps else options.baseline_s
         idle_s = 0.0 if options.dev_no_sleeps else options.idle_s
-        status, error, exit_code, output = RunStatus.FINISHED, None, 0, None
+        status: str = RunStatus.FINISHED
+        error: str | None = None
+        exit_code: int | None = 0
+        output: str | None = None
         interrupted = False
         self.session.start()
         try:
