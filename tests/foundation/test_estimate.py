@@ -53,8 +53,9 @@ def test_unknown_cpu_falls_back_and_says_so(tmp_path: Path) -> None:
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nmodel name\t: Imaginary CPU 9000\n")
     curve = default_power_curve(cpuinfo=cpuinfo)
-    assert "not in the TDP table" in curve.source
-    assert default_power_curve(tdp_w=65.0).power_w(0.0) == pytest.approx(0.12 * 65)
+    assert "assumed:" in curve.source and "tdp" in curve.source.split("assumed:")[1]
+    assert any(a.startswith("tdp") for a in curve.assumed)
+    assert "65 W/chip (configured)" in default_power_curve(tdp_w=65.0, cpuinfo=cpuinfo).source
 
 
 def test_estimate_provider_follows_load(tmp_path: Path) -> None:

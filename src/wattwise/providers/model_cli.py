@@ -38,8 +38,9 @@ def estimate(
 ) -> None:
     """Print the estimated wall power at 0, 10, … 100 % CPU utilization, with its interval, for a machine.
 
-    The SPECpower model (see docs/measurement.md) is asked about the machine you describe; facts you leave
-    out are assumed and listed. JSON: {"curve": [{"utilization", "power_w", "power_w_low", "power_w_high"}]}.
+    The SPECpower model (docs/measurement.md) is asked about the machine you describe.\n
+    Facts you leave out are assumed, and listed.\n
+    JSON: {"curve": [{"utilization", "power_w", "power_w_low", "power_w_high"}, …]}.
 
     Examples:\n
       wattwise estimate --cpu "Intel Xeon Gold 6248" --chips 2 --threads 80 --memory-gb 384\n
