@@ -188,6 +188,7 @@ def test_interval_of_phase_figures_by_hand() -> None:
 def test_format_estimate() -> None:
     assert format_estimate(182.4, 150.2, 214.0, "W") == "≈ 182 W (150–214)"
     assert format_estimate(1234.0, 1010.0, 1450.0, "J") == "≈ 1.23 kJ (1.01–1.45)"
+    assert format_estimate(924e-6, 753e-6, 1.14e-3, "g") == "≈ 924 µg (753–1140)"
     assert format_estimate(182.4, None, None, "W") == "≈ 182 W"
     assert format_estimate(None, None, None, "W") == "–"
 

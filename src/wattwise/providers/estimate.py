@@ -355,4 +355,7 @@ def format_estimate(value: float | None, low: float | None, high: float | None, 
         if abs(value) >= candidate:
             factor = candidate
             break
-    return f"{text} ({low / factor:.3g}–{high / factor:.3g})"
+    def bound(x: float) -> str:  # 3 significant digits, never in e-notation (a bound may pass 1000)
+        return f"{x:.0f}" if abs(x) >= 999.5 else f"{x:.3g}"
+
+    return f"{text} ({bound(low / factor)}–{bound(high / factor)})"
