@@ -136,9 +136,13 @@ def test_clients_carry_on_through_a_postgres_restart(
         for machine in ("r1", "r2")
     ]
     wait_for(lambda: queue.jobs.state_counts()["FINISHED"] >= 5, what="the first jobs")
+    # both clients are past their start (the machine row names them) before the database goes: a client that
+    # cannot open the database at start exits (systemd restarts it), which is not what this test is about
+    wait_for(lambda: all(queue.machines.get(c.machine_id).client_id for c in clients), timeout_s=120,
+             what=lambda: "both clients to start\n" + "\n".join(c.text()[-2000:] for c in clients))
     private_pg.stop("fast")
     for client in clients:
-        wait_for(lambda c=client: "database unavailable" in c.text(), timeout_s=30,
+        wait_for(lambda c=client: "database unavailable" in c.text(), timeout_s=120,
                  what=lambda c=client: f"{c.machine_id} to notice\n{c.text()[-3000:]}")
         assert client.alive(), client.text()[-3000:]
     private_pg.start()

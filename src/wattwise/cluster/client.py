@@ -35,7 +35,7 @@ from wattwise.cluster.config import ClientConfig
 from wattwise.cluster.control import ControlWorkload
 from wattwise.cluster.database import is_database_unavailable
 from wattwise.cluster.executors import ExecutionContext, ExecutionResult, Executor, default_executors, run_logged
-from wattwise.cluster.lease import LeaseKeeper, first_line, while_lease_lasts
+from wattwise.cluster.lease import LeaseKeeper, finish_job, first_line, release_job
 from wattwise.cluster.models import JobState, MachineStatus
 from wattwise.cluster.outcome import Action, JobEnd, JobFacts, how_job_ended
 from wattwise.cluster.queue import ClusterQueue
@@ -304,7 +304,7 @@ class Client:
             try:
                 result, database_failed = self._execute(job, cancel)
             except KeyboardInterrupt:
-                self._release(job, keeper, "client interrupted (Ctrl-C or SIGTERM during a scenario)")
+                release_job(keeper, "client interrupted (Ctrl-C or SIGTERM during a scenario)")
                 raise
             self._current = None
             facts = JobFacts(
@@ -356,7 +356,7 @@ class Client:
             self._safe_record("job-lease-lost", message, job.id, result.run_id)
             return None
         if end.action == Action.RELEASE:
-            self._release(job, keeper, end.reason, count_attempt=end.count_attempt)
+            release_job(keeper, end.reason, count_attempt=end.count_attempt)
             return None
         assert end.state is not None
         if end.state == JobState.FINISHED:
@@ -366,45 +366,8 @@ class Client:
                 job, self.machine_id, result.run_id, end.error, result.log_tail, self.config.web_url, end.state
             )
         emails: list[OutgoingEmail] = [email] if email is not None else []
-        recorded = self._finish(job, keeper, end.state, result.run_id, end.error, emails)
+        recorded = finish_job(keeper, job.name, end.state, result.run_id, end.error, emails)
         return end.state if recorded else None
-
-    def _finish(
-        self,
-        job: JobInfo,
-        keeper: LeaseKeeper,
-        state: str,
-        run_id: int | None,
-        error: str | None,
-        emails: list[OutgoingEmail],
-    ) -> bool:
-        """Record the outcome, retrying through a database outage while the lease lasts."""
-        message = (
-            f"job {job.id} '{job.name}' {state}"
-            + (f" (run {run_id})" if run_id else "")
-            + (f": {error}" if error else "")
-        )
-        ok = while_lease_lasts(
-            keeper,
-            f"record {state}",
-            lambda: self.queue.jobs.finish(
-                job.id, self.client_id, state, run_id=run_id, error=error, emails=emails, message=message
-            ),
-        )
-        if ok is False:
-            log.error("job %s: lease lost before the result could be recorded (run %s)", job.id, run_id)
-        elif ok:
-            log.info("job %s %s%s", job.id, state, f" (run {run_id})" if run_id else "")
-        return bool(ok)
-
-    def _release(self, job: JobInfo, keeper: LeaseKeeper, reason: str, *, count_attempt: bool = False) -> None:
-        released = while_lease_lasts(
-            keeper,
-            "give the job back",
-            lambda: self.queue.jobs.release(job.id, self.client_id, reason, count_attempt=count_attempt),
-        )
-        if released:
-            log.info("job %s: %s", job.id, reason)
 
     def _safe_record(self, status: str, message: str, job_id: int | None = None, run_id: int | None = None) -> None:
         try:

@@ -4,7 +4,7 @@
 was cancelled, when the lease is no longer ours, or when it could not be renewed for ``lease_s - interval_s``
 (self-fencing: after that another client may take the job, so it must not be running here any more). A
 watchdog thread fences even while a renew call hangs. `while_lease_lasts` retries a database write through
-an outage for as long as the lease may still be ours.
+an outage for as long as the lease may still be ours; `finish_job` and `release_job` are the two last writes.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from wattwise.cluster.database import is_database_unavailable
 from wattwise.cluster.queue import ClusterQueue
+from wattwise.cluster.records import OutgoingEmail
 
 log = logging.getLogger("wattwise.cluster.client")
 
@@ -136,3 +137,41 @@ def while_lease_lasts(keeper: LeaseKeeper, what: str, action: Callable[[], bool]
             log.warning("job %s: cannot %s yet (%s); retrying", keeper.job_id, what, first_line(exc))
             time.sleep(pause)
             pause = min(pause * 2, 5.0)
+
+
+def finish_job(
+    keeper: LeaseKeeper,
+    name: str,
+    state: str,
+    run_id: int | None,
+    error: str | None,
+    emails: Sequence[OutgoingEmail],
+) -> bool:
+    """Record the job's final state (with its run, e-mails and a status entry) while the lease is ours,
+    retrying through a database outage. False: not recorded (the lease was lost, or it ran out)."""
+    job_id = keeper.job_id
+    message = f"job {job_id} '{name}' {state}" + (f" (run {run_id})" if run_id else "")
+    message += f": {error}" if error else ""
+    ok = while_lease_lasts(
+        keeper,
+        f"record {state}",
+        lambda: keeper.queue.jobs.finish(
+            job_id, keeper.client_id, state, run_id=run_id, error=error, emails=emails, message=message
+        ),
+    )
+    if ok is False:
+        log.error("job %s: lease lost before the result could be recorded (run %s)", job_id, run_id)
+    elif ok:
+        log.info("job %s %s%s", job_id, state, f" (run {run_id})" if run_id else "")
+    return bool(ok)
+
+
+def release_job(keeper: LeaseKeeper, reason: str, *, count_attempt: bool = False) -> None:
+    """Give the job back to the queue while the lease is ours (retrying through a database outage)."""
+    released = while_lease_lasts(
+        keeper,
+        "give the job back",
+        lambda: keeper.queue.jobs.release(keeper.job_id, keeper.client_id, reason, count_attempt=count_attempt),
+    )
+    if released:
+        log.info("job %s: %s", keeper.job_id, reason)
