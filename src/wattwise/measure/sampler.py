@@ -182,7 +182,7 @@ class Sampler:
             if now < group.next_at:  # a boundary reading moved the tick on while we slept
                 continue
             members = [a for a in group.members if a.active]
-            self._read(members, clock.now_us())
+            self._read(members, clock.now_us(), skip_recent=True)
             for attached in members:
                 if attached.failures >= MAX_CONSECUTIVE_FAILURES:
                     attached.active = False
@@ -197,15 +197,7 @@ class Sampler:
         that counters are split exactly there and gauges have a value there. The next regular tick of each
         group comes one interval later (no reading a few ms after the edge)."""
         t_us = self.clock.now_us()
-        now_ns = time.monotonic_ns()
-        to_read = []
-        for attached in self._attached:
-            if not attached.active:
-                continue
-            recent = now_ns - attached.last_mono_ns < min(MIN_READ_GAP_S, attached.interval_s / 4) * 1e9
-            if not (recent and self._restamp(attached, t_us)):
-                to_read.append(attached)
-        self._read(to_read, t_us)
+        self._read([a for a in self._attached if a.active], t_us, edge=True)
         now = time.monotonic()
         for group in self._groups.values():
             group.next_at = max(group.next_at, now + group.interval_s)
@@ -214,28 +206,34 @@ class Sampler:
     def _restamp(self, attached: _Attached, t_us: int) -> bool:
         """Move a provider's reading of a few ms ago to the boundary instead of reading it again: two readings
         that close give a meaningless rate (a /proc/stat counter moves in 10 ms steps). Exact at a phase edge,
-        where the work changes after the edge. False when that reading is no longer in the buffer."""
-        with attached.lock:
-            old = attached.last_t_us
-            ids = set(attached.metric_ids)
-            with self._lock:
-                changed = False
-                for i in range(len(self._buffer) - 1, max(-1, len(self._buffer) - 4097), -1):
-                    metric_id, stamp, value = self._buffer[i]
-                    if stamp == old and metric_id in ids:
-                        self._buffer[i] = (metric_id, t_us, value)
-                        changed = True
-            if changed:
-                attached.last_t_us = t_us
-            return changed
+        where the work changes after the edge. False when that reading is no longer in the buffer. The caller
+        holds `attached.lock`."""
+        old = attached.last_t_us
+        ids = set(attached.metric_ids)
+        changed = False
+        with self._lock:
+            for i in range(len(self._buffer) - 1, max(-1, len(self._buffer) - 4097), -1):
+                metric_id, stamp, value = self._buffer[i]
+                if stamp == old and metric_id in ids:
+                    self._buffer[i] = (metric_id, t_us, value)
+                    changed = True
+        if changed:
+            attached.last_t_us = t_us
+        return changed
 
-    def _read(self, members: list[_Attached], t_us: int) -> None:
+    def _read(self, members: list[_Attached], t_us: int, skip_recent: bool = False, edge: bool = False) -> None:
         """Read each provider; rows stamped `t_us` (or later, if a concurrent read of the same provider was
-        stamped later: a provider's readings stay in time order)."""
+        stamped later: a provider's readings stay in time order). A provider read within `MIN_READ_GAP_S` is
+        not read again: a tick (`skip_recent`) skips it, a phase edge (`edge`) moves that reading to `t_us`.
+        Decided under the provider's lock, so a tick and an edge racing each other give one reading."""
         rows: list[SampleRow] = []
         stamp = t_us
         for attached in members:
             with attached.lock:
+                gap_ns = min(MIN_READ_GAP_S, attached.interval_s / 4) * 1e9
+                recent = attached.reads > 0 and time.monotonic_ns() - attached.last_mono_ns < gap_ns
+                if recent and (skip_recent or (edge and self._restamp(attached, t_us))):
+                    continue
                 try:
                     values = attached.provider.read()
                 except Exception as exc:
