@@ -27,6 +27,7 @@ def serve(
         list[str] | None,
         typer.Option(
             "--trusted-proxy",
+            metavar="ADDR",
             help="A reverse proxy (IP address or network) whose X-Forwarded-For/-Proto are believed; repeatable. "
             "Without it the client address is the socket's peer, whatever the headers say.",
         ),
