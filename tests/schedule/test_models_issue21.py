@@ -161,3 +161,25 @@ def test_fifo_and_backfilling_queues_by_hand() -> None:
     assert s["capacity"]["unlimited_carbon_g"] == pytest.approx(10.0)
     assert s["capacity"]["gap_to_unlimited_pct"] == pytest.approx(50.0)
     assert "agnostic" in s["baseline"]
+
+
+def test_signals_chosen_by_column_name_by_hand(tmp_path: Path) -> None:
+    # average 100, 500, 100 and marginal (moer) 700, 300, 800 g/kWh; a 1 h job at 100 W (0.1 kWh) with 2 h of
+    # waiting. On the average the best start is now (10 g, saving 0 %); on the marginal signal it is slot 1:
+    # 30 g against 70 g at arrival, a saving of 4/7 = 57.14 %.
+    from wattwise.schedule.runner import run
+
+    (tmp_path / "sig.csv").write_text("timestamp,g_per_kwh,moer\n0,100,700\n3600,500,300\n7200,100,800\n")
+    grid_file = tmp_path / "grid.yml"
+    grid_file.write_text("carbon: sig.csv\nsignals: [g_per_kwh, moer]\nresolution: 1h\nphases:\n"
+                         "  flat: [{name: work, duration_s: 3600, power_w: 100}]\n"
+                         "grid: {policy: oracle, phases: flat, length_h: 1, wait_h: 2}\n")
+    rows = {r["signal"]: r for r in run(load_grid(grid_file), workers=1)}
+    assert rows["g_per_kwh"]["carbon_g"] == pytest.approx(10.0) and rows["g_per_kwh"]["saving_pct"] == 0.0
+    assert rows["moer"]["carbon_g"] == pytest.approx(30.0)
+    assert rows["moer"]["agnostic_carbon_g"] == pytest.approx(70.0)
+    assert rows["moer"]["saving_pct"] == pytest.approx(400 / 7)
+    with pytest.raises(TraceError, match="no column 'nope'"):
+        from wattwise.carbon.trace import read_trace
+
+        read_trace(tmp_path / "sig.csv", "nope")

@@ -172,11 +172,23 @@ _EM_PORTAL_VALUES = ("Carbon Intensity gCO₂eq/kWh (LCA)", "Carbon Intensity gC
 _PLAIN = ("timestamp", "g_per_kwh")
 
 
-def read_trace(path: str | Path) -> CarbonTrace:
-    """Read a carbon-intensity CSV, recognising the format from its header (see the module doc)."""
+def read_trace(path: str | Path, column: str | None = None) -> CarbonTrace:
+    """Read a carbon-intensity CSV, recognising the format from its header (see the module doc).
+
+    ``column``: the intensity column to use instead of the format's default, by name, e.g. a marginal
+    signal (``moer``) or a generation-based one next to the consumption-based average."""
     path = Path(path)
     rows = _read_rows(path)
     header = [h.strip().lstrip("\ufeff") for h in rows[0][1]]
+    if column is not None:
+        if column not in header:
+            raise TraceError(f"{path}:{rows[0][0]}: no column {column!r}; the header has {', '.join(header)}")
+        try:
+            time_col = _time_column(header)
+        except TraceError as exc:
+            raise TraceError(f"{path}:{rows[0][0]}: {exc}") from None
+        return _build(path, rows[1:], header, time_col, header.index(column),
+                      header.index("zone") if "zone" in header else None)
     if all(c in header for c in _EM_API):
         time_col, value_col = header.index("datetime"), header.index("carbon_intensity_avg")
         zone_col = header.index("zone") if "zone" in header else None
@@ -193,6 +205,13 @@ def read_trace(path: str | Path) -> CarbonTrace:
             "gCO₂eq/kWh (LCA)') or plain 'timestamp,g_per_kwh'"
         )
     return _build(path, rows[1:], header, time_col, value_col, zone_col)
+
+
+def _time_column(header: list[str]) -> int:
+    for name in ("datetime", _EM_PORTAL_TIME, "timestamp"):
+        if name in header:
+            return header.index(name)
+    raise TraceError(f"no time column (datetime, {_EM_PORTAL_TIME} or timestamp) in {','.join(header)}")
 
 
 def _read_rows(path: Path) -> list[tuple[int, list[str]]]:

@@ -30,6 +30,9 @@ def simulate_command(
                                          "'timestamp,g_per_kwh' CSV.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", help="Output directory (created).", show_default=False)],
     policy: Annotated[str, typer.Option("--policy", help=POLICY_HELP)] = "suspend-resume",
+    signal: Annotated[str | None, typer.Option("--signal", help="Intensity column of the carbon trace to decide "
+                                               "and bill on, e.g. moer (marginal); default: the format's "
+                                               "average column.", show_default=False)] = None,
     wait_hours: Annotated[float, typer.Option("--wait-hours", help="Waiting time per job, unless the trace "
                                               "has a waiting_time column: deadline = arrival + startup + "
                                               "length + wait.")] = 24.0,
@@ -109,7 +112,7 @@ def simulate_command(
                       forecast_error=forecast_error, seed=seed, threshold_percentile=threshold_percentile,
                       origin_s=origin_s, forecast_model=forecast_model, forecast_phi=forecast_phi,
                       forecast_file=str(forecast_file) if forecast_file else None)
-    trace = read_trace(carbon)
+    trace = read_trace(carbon, signal)
     default_model = load_model(model) if model is not None else None
     job_list = read_jobs(jobs, default_model=default_model, cpu_power_w=cpu_power, averaged=averaged,
                          time_unit=time_unit)

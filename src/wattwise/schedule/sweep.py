@@ -53,7 +53,7 @@ from wattwise.units import parse_duration_s
 GRID_KEYS = ("policy", "length_h", "wait_h", "phases", "startup_min", "startup_w", "averaged", "max_resumes",
              "checkpoint_only", "capacity", "queue", "forecast_error", "forecast_model", "seed",
              "threshold_percentile")
-TOP_KEYS = ("carbon", "start", "months", "conventions", "resolution", "arrivals_h", "jobs", "jobs_time_unit",
+TOP_KEYS = ("carbon", "signals", "start", "months", "conventions", "resolution", "arrivals_h", "jobs", "jobs_time_unit",
             "phases", "grid", "description")
 DEFAULT_PHASES = {"constant-100W": [{"name": "work", "duration_s": 3600, "power_w": 100}]}
 _DEFAULTS: dict[str, Any] = {"policy": "suspend-resume", "length_h": 1, "wait_h": 24, "phases": None,
@@ -89,6 +89,9 @@ class Grid:
     months: list[str] = field(default_factory=list)
     #: how a synthetic job is built from length, startup and averaging (CONVENTIONS)
     conventions: str = "wattwise"
+    #: intensity columns to run every configuration on (decided on and billed on that signal); [None] = the
+    #: trace's default column
+    signals: list[str | None] = field(default_factory=lambda: [None])
 
     @property
     def carbon(self) -> Path:
@@ -97,9 +100,9 @@ class Grid:
 
     def configs(self) -> list[dict[str, Any]]:
         """Every configuration: ``zone`` and ``month`` (``None`` without ``months``), then the grid keys."""
-        names = ["zone", "month", *self.axes]
+        names = ["zone", "signal", "month", *self.axes]
         months: list[str | None] = list(self.months) or [None]
-        product = itertools.product(list(self.carbons), months, *self.axes.values())
+        product = itertools.product(list(self.carbons), self.signals, months, *self.axes.values())
         return [dict(zip(names, values, strict=True)) for values in product]
 
     def origin_s(self, config: dict[str, Any]) -> float | None:
@@ -177,8 +180,12 @@ def load_grid(path: str | Path) -> Grid:
     conventions = str(data.get("conventions", "wattwise"))
     if conventions not in CONVENTIONS:
         raise ConfigError(f"{path}: conventions: {conventions!r} is not one of {', '.join(CONVENTIONS)}")
+    signals = data.get("signals")
+    if signals is not None and (not isinstance(signals, list) or not signals
+                                or not all(isinstance(v, str) for v in signals)):
+        raise ConfigError(f"{path}: signals: give a list of intensity column names, e.g. [carbon_intensity_avg, moer]")
     return Grid(path, carbons, start_s, resolution_s, arrivals, jobs_path, phases, axes, varying, pattern_given,
-                time_unit, months, conventions)
+                time_unit, months, conventions, list(signals) if signals else [None])
 
 
 def _carbons(path: Path, value: Any) -> dict[str, Path]:
@@ -346,8 +353,9 @@ def _key(grid: Grid, config: dict[str, Any], jobs: list[Job]) -> str:
         options_key = options.__dict__
     if options.forecast_error == 0 and options.forecast_model != "ar1":
         options_key = {**options_key, "seed": None, "forecast_model": None}
-    return json.dumps({"zone": config.get("zone"), "options": options_key, "models": models,
-                       "jobs": [(j.arrival_s, j.length_s, j.cpus, j.wait_s) for j in jobs]}, sort_keys=True)
+    return json.dumps({"zone": config.get("zone"), "signal": config.get("signal"), "options": options_key,
+                       "models": models, "jobs": [(j.arrival_s, j.length_s, j.cpus, j.wait_s) for j in jobs]},
+                      sort_keys=True)
 
 
 @dataclass(frozen=True, eq=False)
@@ -356,12 +364,13 @@ class SweepContext:
     trace. Sent to each worker once (scattered), not with every cell."""
 
     grid: Grid
-    traces: dict[str, CarbonTrace]
+    traces: dict[tuple[str, str | None], CarbonTrace]
     trace_jobs: list[Job] | None
 
     @classmethod
     def load(cls, grid: Grid) -> SweepContext:
-        traces = {zone: read_trace(path) for zone, path in grid.carbons.items()}
+        traces = {(zone, signal): read_trace(path, signal) for zone, path in grid.carbons.items()
+                  for signal in grid.signals}
         jobs = read_jobs(grid.jobs_path, time_unit=grid.jobs_time_unit) if grid.jobs_path is not None else None
         return cls(grid, traces, jobs)
 
@@ -373,7 +382,8 @@ class SweepContext:
 
 def run_cell(context: SweepContext, config: dict[str, Any]) -> dict[str, Any]:
     """The figures of one configuration."""
-    return run_config(context.traces[config["zone"]], context.grid, config, context.trace_jobs)
+    trace = context.traces[config["zone"], config.get("signal")]
+    return run_config(trace, context.grid, config, context.trace_jobs)
 
 
 def run_cells(context: SweepContext, configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -456,7 +466,7 @@ def run_sweep(grid: Grid, *, workers: int | None = None,
     return run(grid, workers=workers, progress=progress)
 
 
-RESULT_COLUMNS = ("zone", "month", *GRID_KEYS, "arrivals", "jobs", "carbon_g", "agnostic_carbon_g",
+RESULT_COLUMNS = ("zone", "signal", "month", *GRID_KEYS, "arrivals", "jobs", "carbon_g", "agnostic_carbon_g",
                   "saving_pct", "saving_mean_pct", "saving_ci95_low_pct", "saving_ci95_high_pct", "energy_j",
                   "agnostic_energy_j", "restarts", "restart_energy_j", "restart_carbon_g",
                   "interruptions_per_job", "deadlines_missed", "capacity_gap_pct", "optimal", "elapsed_s", "cpu_s")

@@ -41,11 +41,12 @@ def plot_sweep(grid: Grid, rows: list[dict[str, Any]], out: Path) -> list[Path]:
 
     written = []
     policies = grid.axes["policy"]
-    for key in [*(["zone"] if len(grid.carbons) > 1 else []), *(["month"] if len(grid.months) > 1 else []),
-                *grid.varying]:
+    extra: dict[str, list[Any]] = {"zone": list(grid.carbons), "signal": list(grid.signals),
+                                   "month": list(grid.months)}
+    for key in [*(k for k, v in extra.items() if len(v) > 1), *grid.varying]:
         if key == "policy":
             continue
-        values = list(grid.carbons) if key == "zone" else grid.months if key == "month" else grid.axes[key]
+        values: list[Any] = extra[key] if key in extra else grid.axes[key]
         fig, ax = plt.subplots(figsize=(7, 4))
         x = np.arange(len(values))
         width = 0.24 / max(1, len(policies))  # a small dodge so that error bars do not overlap
