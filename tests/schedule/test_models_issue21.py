@@ -183,3 +183,18 @@ def test_signals_chosen_by_column_name_by_hand(tmp_path: Path) -> None:
         from wattwise.carbon.trace import read_trace
 
         read_trace(tmp_path / "sig.csv", "nope")
+
+
+def test_savings_against_another_baseline_by_hand() -> None:
+    # the restart example: suspend-resume 40 g, the carbon-agnostic start 110 g, the oracle 110 g too (every
+    # uninterrupted run meets one 900 slot): 63.64 % saved against each, each named
+    model = JobModel((Phase("startup", H, 100),), (Phase("work", H, 100),))
+    job = make_job(0, 0.0, 2 * H, base=model, kind="phases", wait_s=2 * H)
+    sim = simulate([job], hourly([100, 100, 900, 100, 100]),
+                   Options("suspend-resume", resolution_s=H, compare_with=("oracle",)))
+    s = summary(sim)
+    assert s["savings"]["carbon_pct"] == pytest.approx(100 * 70 / 110)
+    assert s["against"]["oracle"]["carbon_g"] == pytest.approx(110.0)
+    assert s["against"]["oracle"]["saving_pct"] == pytest.approx(100 * 70 / 110)
+    with pytest.raises(Exception, match="unknown baseline policy"):
+        Options("oracle", compare_with=("nope",))

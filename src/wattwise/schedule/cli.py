@@ -30,6 +30,9 @@ def simulate_command(
                                          "'timestamp,g_per_kwh' CSV.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", help="Output directory (created).", show_default=False)],
     policy: Annotated[str, typer.Option("--policy", help=POLICY_HELP)] = "suspend-resume",
+    compare_with: Annotated[list[str] | None, typer.Option("--compare-with", help="Also report the saving "
+                                                           "against this policy (repeatable), besides the "
+                                                           "carbon-agnostic start.", show_default=False)] = None,
     signal: Annotated[str | None, typer.Option("--signal", help="Intensity column of the carbon trace to decide "
                                                "and bill on, e.g. moer (marginal); default: the format's "
                                                "average column.", show_default=False)] = None,
@@ -109,6 +112,7 @@ def simulate_command(
         raise ConfigError(f"--limit must be ≥ 1, got {limit}")
     options = Options(policy=policy, wait_s=wait_hours * 3600.0, resolution_s=resolution_s,
                       max_resumes=max_resumes, checkpoint_only=checkpoint_only, capacity=capacity, queue=queue,
+                      compare_with=tuple(compare_with or ()),
                       forecast_error=forecast_error, seed=seed, threshold_percentile=threshold_percentile,
                       origin_s=origin_s, forecast_model=forecast_model, forecast_phi=forecast_phi,
                       forecast_file=str(forecast_file) if forecast_file else None)
@@ -154,7 +158,9 @@ def _print_summary(console: Console, data: dict[str, Any]) -> None:
     table.add_column("agnostic", justify="right")
     table.add_row("carbon", format_si(totals["carbon_g"], "g"), format_si(base["carbon_g"], "g"))
     table.add_row("energy", format_si(totals["energy_j"], "J"), format_si(base["energy_j"], "J"))
-    table.add_row("carbon saved", f"{saved['carbon_pct']:.2f} %", "")
+    table.add_row("carbon saved (against agnostic)", f"{saved['carbon_pct']:.2f} %", "")
+    for name, other in data.get("against", {}).items():
+        table.add_row(f"carbon saved against {name}", f"{other['saving_pct']:.2f} %", "")
     table.add_row("mean waiting", format_duration(totals["waiting_s_mean"]), "")
     table.add_row("interruptions", str(totals["interruptions"]), "0")
     table.add_row("deadlines missed", str(totals["deadlines_missed"]), "")

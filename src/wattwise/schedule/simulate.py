@@ -58,6 +58,8 @@ class Options:
     #: with a capacity: "backfill" (a job may use any capacity left free, also before earlier jobs' starts)
     #: or "fifo" (jobs start in arrival order)
     queue: str = "backfill"
+    #: further baselines (policy names) to report savings against, besides the carbon-agnostic start
+    compare_with: tuple[str, ...] = ()
     forecast_error: float = 0.0
     seed: int = 0
     #: see wattwise.carbon.forecast: multiplicative (default), additive, ar1 or issued (forecast_file)
@@ -81,6 +83,9 @@ class Options:
             raise ConfigError(f"max resumes must be ≥ 0, got {self.max_resumes}")
         if self.capacity is not None and self.capacity < 1:
             raise ConfigError(f"capacity must be ≥ 1 CPU, got {self.capacity}")
+        for name in self.compare_with:
+            if name not in policies.POLICIES:
+                raise ConfigError(f"unknown baseline policy {name!r}; allowed: {', '.join(policies.POLICIES)}")
         if self.queue not in QUEUES:
             raise ConfigError(f"unknown queue {self.queue!r}; allowed: {', '.join(QUEUES)}")
         if self.forecast_error < 0:
@@ -138,6 +143,8 @@ class Simulation:
     baseline: list[JobResult] | None = field(repr=False, default=None)
     #: with a finite capacity: the carbon of the same policy with infinite capacity (a bound for exact ones)
     capacity_bound_carbon_g: float | None = None
+    #: carbon (g) and energy (J) of each further baseline policy (Options.compare_with)
+    other_baselines: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def totals(self) -> dict[str, float]:
         r = self.results
@@ -190,6 +197,9 @@ def simulate(jobs: Sequence[Job], trace: CarbonTrace, options: Options, *,
             r.agnostic_carbon_g = by_id[r.id].carbon_g
             r.agnostic_energy_j = by_id[r.id].energy_j
     sim = Simulation(options, results, origin, true_c, seen_c, time.perf_counter() - started, base)
+    for name in options.compare_with:
+        other = _Engine(replace(options, policy=name), true_c, source, n).run(jobs, None)
+        sim.other_baselines[name] = (math.fsum(r.carbon_g for r in other), math.fsum(r.energy_j for r in other))
     if options.capacity is not None:
         # the same policy without the capacity limit: a lower bound for the exact policies
         free = _Engine(replace(options, capacity=None), true_c, source, n).run(jobs, None)
@@ -449,4 +459,7 @@ def summary(sim: Simulation) -> dict[str, Any]:
             "gap_to_unlimited_pct": 100.0 * (totals["carbon_g"] - sim.capacity_bound_carbon_g)
             / sim.capacity_bound_carbon_g if sim.capacity_bound_carbon_g > 0 else 0.0}}),
         "baseline": "agnostic: starts at arrival (with capacity: at the first free slots) and runs to the end",
+        "against": {name: {"carbon_g": c, "energy_j": e,
+                           "saving_pct": 100.0 * (c - totals["carbon_g"]) / c if c > 0 else 0.0}
+                    for name, (c, e) in sim.other_baselines.items()},
     }
