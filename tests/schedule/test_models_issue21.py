@@ -198,3 +198,20 @@ def test_savings_against_another_baseline_by_hand() -> None:
     assert s["against"]["oracle"]["saving_pct"] == pytest.approx(100 * 70 / 110)
     with pytest.raises(Exception, match="unknown baseline policy"):
         Options("oracle", compare_with=("nope",))
+
+
+def test_zones_and_months_are_columns(tmp_path: Path) -> None:
+    # zone A at 100 g/kWh, zone B at 300 g/kWh, all of 2024; a 1 h job at 100 W (0.1 kWh): 10 g and 30 g, in
+    # each of the two months
+    from wattwise.schedule.runner import run
+
+    for zone, value in (("A", 100), ("B", 300)):
+        (tmp_path / f"{zone}.csv").write_text(f"timestamp,g_per_kwh\n2024-01-01T00:00:00Z,{value}\n"
+                                              f"2024-12-31T00:00:00Z,{value}\n")
+    grid_file = tmp_path / "grid.yml"
+    grid_file.write_text("carbon: {A: A.csv, B: B.csv}\nmonths: [2024-07, 2024-08]\nresolution: 1h\nphases:\n"
+                         "  flat: [{name: work, duration_s: 3600, power_w: 100}]\n"
+                         "grid: {policy: agnostic, phases: flat, length_h: 1, wait_h: 0}\n")
+    rows = run(load_grid(grid_file), workers=1)
+    got = sorted((r["zone"], r["month"], round(r["carbon_g"], 9)) for r in rows)
+    assert got == [("A", "2024-07", 10.0), ("A", "2024-08", 10.0), ("B", "2024-07", 30.0), ("B", "2024-08", 30.0)]
