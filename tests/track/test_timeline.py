@@ -11,6 +11,8 @@ import pytest
 
 import wattwise
 from wattwise.analysis.timeline import CommitPoint, build_timeline, find_change_points
+from wattwise.errors import WattwiseError
+from wattwise.measure.gitinfo import repository_key
 from wattwise.store import Store
 
 RUNS_PER_COMMIT = 4
@@ -112,3 +114,34 @@ def test_change_points_by_hand() -> None:
     find_change_points(step, window=2)
     assert [p.change for p in step] == [False, False, False, True, False, False]
     assert step[3].change_relative == pytest.approx(1.0)
+
+
+def test_one_workload_at_a_time_and_no_dirty_runs(measured, tmp_path: Path) -> None:
+    repo, db, _commits = measured
+    store = Store(f"sqlite:///{db}")
+    old = Path.cwd()
+    os.chdir(repo)
+    try:
+        with wattwise.track("other workload", db=db, interval="50ms"):  # same commit, another workload
+            _burn(10_000)
+        (repo / "work.txt").write_text("999")  # uncommitted change: this run did not measure the commit
+        with wattwise.track("bench", db=db, interval="50ms"):
+            _burn(10_000)
+        _git(repo, "checkout", "--", "work.txt")
+    finally:
+        os.chdir(old)
+    with pytest.raises(WattwiseError, match=r"2 different workloads: 'bench' \(20 runs\), 'other workload' \(1 runs\)"):
+        build_timeline(store, str(repo), phase="work")
+    timeline = build_timeline(store, str(repo), name="bench", phase="work")
+    assert sum(len(p.values) for p in timeline.points) == 20  # the dirty run is left out
+    assert timeline.name == "bench"
+    with_dirty = build_timeline(store, str(repo), name="bench", include_dirty=True)
+    assert sum(len(p.values) for p in with_dirty.points) == 21
+
+
+def test_repository_names_carry_no_credentials() -> None:
+    assert repository_key("https://gitlab-ci-token:glcbt-SECRET@gitlab.example.com/g/p.git") == "gitlab.example.com/g/p"
+    assert repository_key("git@github.com:acme/shop.git") == "github.com/acme/shop"
+    assert repository_key("ssh://git@GitHub.com/acme/shop") == "github.com/acme/shop"
+    assert repository_key("https://github.com/acme/shop") == "github.com/acme/shop"
+    assert repository_key("/src/shop") == "/src/shop"

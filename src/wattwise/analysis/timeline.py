@@ -30,6 +30,7 @@ __all__ = [
 RUNTIME = "[RUNTIME]"
 #: the energy figure used, in order of preference: the unit's attributed energy, else the machine's
 METRICS = ("unit_energy_j", "energy_j")
+ALL_METRICS = (*METRICS, "duration_s", "carbon_g", "mean_power_w")
 
 
 @dataclass
@@ -56,6 +57,7 @@ class CommitPoint:
 class Timeline:
     repo: str
     branch: str | None
+    name: str
     phase: str
     metric: str
     unit: str
@@ -65,7 +67,7 @@ class Timeline:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "repo": self.repo, "branch": self.branch, "phase": self.phase, "metric": self.metric,
+            "repo": self.repo, "branch": self.branch, "name": self.name, "phase": self.phase, "metric": self.metric,
             "unit": self.unit, "alpha": self.alpha, "window": self.window,
             "points": [{**asdict(p), "short": p.short} for p in self.points],
         }
@@ -85,30 +87,55 @@ def _matches(git: dict[str, Any], repo: str, branch: str | None) -> bool:
     return branch is None or git.get("branch") == branch
 
 
+def _select_runs(store: Store, repo: str, branch: str | None, name: str | None, include_dirty: bool,
+                 scan_limit: int) -> list[Any]:
+    """The finished runs of one workload (`name`) of `repo` on `branch`; an error rather than a mix."""
+    runs = [r for r in store.list_runs(limit=scan_limit, status="finished")
+            if isinstance((r.settings or {}).get("git"), dict) and _matches(r.settings["git"], repo, branch)
+            and (include_dirty or not r.settings["git"].get("dirty"))]
+    if not runs:
+        raise WattwiseError(
+            f"no finished runs of repository {repo!r}{f' on branch {branch!r}' if branch else ''}"
+            f"{'' if include_dirty else ' without uncommitted changes'}: runs record their git checkout when "
+            "measured inside one (see `wattwise runs show ID --json`, settings.git)")
+    names: dict[str, int] = {}
+    for r in runs:
+        names[r.name] = names.get(r.name, 0) + 1
+    if name is not None:
+        runs = [r for r in runs if r.name == name]
+        if not runs:
+            raise WattwiseError(f"no run named {name!r} in {repo!r}; names: "
+                                + ", ".join(f"{n!r} ({c})" for n, c in sorted(names.items())))
+    elif len(names) > 1:
+        raise WattwiseError(f"the runs of {repo!r} measure {len(names)} different workloads: "
+                            + ", ".join(f"{n!r} ({c} runs)" for n, c in sorted(names.items()))
+                            + "; choose one with --name")
+    return runs
+
+
 def build_timeline(
     store: Store,
     repo: str,
     *,
     branch: str | None = None,
+    name: str | None = None,
+    include_dirty: bool = False,
     phase: str = RUNTIME,
     metric: str | None = None,
     window: int = 3,
     alpha: float = 0.05,
     scan_limit: int = 100_000,
 ) -> Timeline:
-    """The timeline of `repo` (its origin URL or checkout root, as recorded) on `branch` (None: any)."""
+    """The timeline of `repo` (as recorded: `host/owner/repo` or the checkout root) on `branch` (None: any), for the
+    runs named `name` — one workload: a timeline never averages different workloads together. Runs measured with
+    uncommitted changes (`dirty`) are left out unless `include_dirty`: their commit is not what they measured."""
     from wattwise.analysis.phases import summarize_run
 
     if window < 1:
         raise WattwiseError(f"--window must be at least 1 commit, got {window}")
-    if metric is not None and metric not in (*METRICS, "duration_s", "carbon_g", "mean_power_w"):
-        raise WattwiseError(f"metric {metric!r} is not known: use one of {', '.join((*METRICS, 'duration_s'))}")
-    runs = [r for r in store.list_runs(limit=scan_limit, status="finished")
-            if isinstance((r.settings or {}).get("git"), dict) and _matches(r.settings["git"], repo, branch)]
-    if not runs:
-        raise WattwiseError(
-            f"no finished runs of repository {repo!r}{f' on branch {branch!r}' if branch else ''}: runs record "
-            "their git checkout when measured inside one (see `wattwise runs show ID --json`, settings.git)")
+    if metric is not None and metric not in ALL_METRICS:
+        raise WattwiseError(f"metric {metric!r} is not known: use one of {', '.join(ALL_METRICS)}")
+    runs = _select_runs(store, repo, branch, name, include_dirty, scan_limit)
     summaries = {r.id: (r.results if r.results else summarize_run(store, r.id)) for r in runs}
     chosen = metric
     if chosen is None:  # the unit's energy where every run has it, else the machine's
@@ -133,7 +160,7 @@ def build_timeline(
     points.sort(key=lambda p: (p.commit_time if p.commit_time is not None else 0, first_seen[p.commit]))
     find_change_points(points, window=window, alpha=alpha)
     unit = "s" if chosen == "duration_s" else "g" if chosen == "carbon_g" else "W" if chosen == "mean_power_w" else "J"
-    return Timeline(repo, branch, phase, chosen, unit, points, alpha, window)
+    return Timeline(repo, branch, runs[0].name, phase, chosen, unit, points, alpha, window)
 
 
 def find_change_points(points: list[CommitPoint], *, window: int = 3, alpha: float = 0.05) -> None:
@@ -175,11 +202,11 @@ def timeline_badge_svg(label: str, value: str, color: str = "#2e7d32") -> str:
     )
 
 
-def known_repositories(store: Store, scan_limit: int = 10_000) -> list[tuple[str, str | None]]:
-    """(repo, branch) pairs that finished runs recorded, most recent first (for the dashboard's picker)."""
-    seen: dict[tuple[str, str | None], None] = {}
+def known_repositories(store: Store, scan_limit: int = 10_000) -> list[tuple[str, str | None, str]]:
+    """(repo, branch, run name) triples that finished runs recorded, most recent first (the dashboard's picker)."""
+    seen: dict[tuple[str, str | None, str], None] = {}
     for run in store.list_runs(limit=scan_limit, status="finished"):
         git = (run.settings or {}).get("git")
         if isinstance(git, dict) and git.get("repo"):
-            seen.setdefault((str(git["repo"]), git.get("branch")), None)
+            seen.setdefault((str(git["repo"]), git.get("branch"), run.name), None)
     return list(seen)

@@ -24,11 +24,15 @@ def timeline(
     repo: Annotated[str, typer.Option("--repo", help="The repository: a checkout folder here (e.g. .), or its origin "
                                       "URL or checkout root as runs recorded it (settings.git).")],
     branch: Annotated[str | None, typer.Option("--branch", help="Only runs of this branch.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Only runs of this name (one workload; needed when the "
+                                             "repository's runs measure several).")] = None,
+    include_dirty: Annotated[bool, typer.Option("--include-dirty", help="Also runs measured with uncommitted "
+                                                "changes.")] = False,
     phase: Annotated[str, typer.Option("--phase", help="Which phase.")] = "[RUNTIME]",
     metric: Annotated[
         str | None,
-        typer.Option("--metric", help="unit_energy_j, energy_j or duration_s (default: the unit's energy where every "
-                     "run has it, else the machine's)."),
+        typer.Option("--metric", help="unit_energy_j, energy_j, duration_s, carbon_g or mean_power_w (default: the "
+                     "unit's energy where every run has it, else the machine's)."),
     ] = None,
     window: Annotated[int, typer.Option("--window", help="Commits on each side of the change-point test.")] = 3,
     alpha: Annotated[float, typer.Option("--alpha", help="Significance level of the change-point test.")] = 0.05,
@@ -42,22 +46,20 @@ def timeline(
     finds a difference (p < alpha), the clearest among its neighbours.
 
     Examples:\n
-      wattwise timeline --repo https://github.com/acme/shop.git --branch main\n
+      wattwise timeline --repo https://github.com/acme/shop.git --branch main --name "pytest shop"\n
       wattwise timeline --repo /src/shop --phase "load data" --plot timeline.png\n
       wattwise timeline --repo /src/shop --json | jq '.points[] | select(.change)'
     """
     from wattwise.analysis.timeline import build_timeline
+    from wattwise.measure.gitinfo import git_info, repository_key
     from wattwise.store import open_store
     from wattwise.units import format_si
 
-    if Path(repo).is_dir():  # a checkout on this machine: the name its runs recorded (origin URL, else the root)
-        from wattwise.measure.gitinfo import git_info
-
-        info = git_info(repo)
-        if info is not None:
-            repo = str(info["repo"])
-    result = build_timeline(open_store(db), repo, branch=branch, phase=phase, metric=metric, window=window,
-                            alpha=alpha)
+    info = git_info(repo) if Path(repo).is_dir() else None
+    # a checkout here: the name its runs recorded; a URL: the same name without credentials or .git
+    repo = str(info["repo"]) if info is not None else repository_key(repo)
+    result = build_timeline(open_store(db), repo, branch=branch, name=name, include_dirty=include_dirty,
+                            phase=phase, metric=metric, window=window, alpha=alpha)
     if plot is not None:
         plot_timeline(result, plot)
     if as_json:
@@ -65,7 +67,8 @@ def timeline(
         return
     from rich.table import Table
 
-    table = Table(title=f"{result.repo} {result.branch or '(all branches)'} — {result.phase}, {result.metric}")
+    table = Table(title=f"{result.repo} {result.branch or '(all branches)'} — {result.name}: {result.phase}, "
+                        f"{result.metric}")
     for column in ("commit", "runs", "mean ± sd", "95 % CI", "change"):
         table.add_column(column, justify="left" if column == "commit" else "right")
     for p in result.points:
