@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -139,7 +140,7 @@ def _submit_start(sbatch_args: list[str], trace: Any, length: str | None, model:
         print(json.dumps(result))
         return
     what = "would run" if dry_run else f"submitted job {submission.job_id}:"
-    console.print(f"{what} {' '.join(submission.argv)}", markup=False, highlight=False)
+    console.print(f"{what} {shlex.join(submission.argv)}", markup=False, highlight=False, soft_wrap=True)
     console.print(
         f"start {submission.begin} (local time): {plan.carbon_g:.1f} g CO2e instead of "
         f"{plan.immediate_carbon_g:.1f} g now, saving {plan.saving_ratio:.1%}", markup=False, highlight=False,
@@ -168,7 +169,8 @@ def _submit_chain(sbatch_args: list[str], trace: Any, model_path: str, policy: s
         plan_id = save_plan(store, name=name, mode=mode, status="submitting", checkpoint_dir="",
                             model=job_model.to_dict(), plan=plan.to_dict(), jobs=[], sbatch_args=list(sbatch_args),
                             events=[])
-    folder = (checkpoint_dir or Path.cwd() / f"wattwise-plan-{plan_id}").resolve()
+    folder = (checkpoint_dir or Path.cwd() / (f"wattwise-plan-{plan_id}" if not dry_run else "wattwise-plan-ID")
+              ).resolve()
     try:
         submit = submit_chain if mode == "chain" else submit_suspendable
         jobs = submit(plan, sbatch_args, plan_id=plan_id, checkpoint_dir=folder, lead_s=lead_s,
@@ -206,7 +208,9 @@ def _print_plan(plan: Any, jobs: list[dict[str, Any]], plan_id: int, folder: Pat
                   f"in {folder}", markup=False, highlight=False)
     if dry_run:
         for job in jobs:
-            console.print(" ".join(job["argv"]), markup=False, highlight=False)
+            variables = [f"{k}={v}" for k, v in job.get("env", {}).items()]
+            console.print(shlex.join(["env", *variables, *job["argv"]]) if variables else shlex.join(job["argv"]),
+                          markup=False, highlight=False, soft_wrap=True)
     elif plan.mode == "suspend":
         console.print(f"suspend mode: keep `wattwise slurm agent {plan_id}` running (operator rights) to suspend "
                       "and resume the job at the planned windows", markup=False, highlight=False)
@@ -244,13 +248,13 @@ def status_command(
       wattwise slurm status 3\n
       wattwise slurm status 3 --json | jq '.segments[].state'
     """
-    from wattwise.closedloop.plans import update_plan
+    from wattwise.closedloop.plans import merge_records, update_plan
     from wattwise.closedloop.report import known_records, reconcile
 
     store, row, plan, _ = _load(plan_id, db)
     records, jobs = known_records(row.jobs, dict(os.environ))
     if jobs != row.jobs:
-        update_plan(store, plan_id, jobs=jobs)
+        merge_records(store, plan_id, jobs)  # only the records: a concurrent re-plan's jobs are kept
     cancelled = reconcile(Path(row.checkpoint_dir), row.jobs, records, dict(os.environ))
     done = (Path(row.checkpoint_dir) / "done").exists()
     status = "done" if done else row.status
@@ -297,7 +301,7 @@ def report_command(
       wattwise slurm report 3 --carbon observed.csv --json
     """
     from wattwise.carbon.live_forecast import read_carbon
-    from wattwise.closedloop.plans import update_plan
+    from wattwise.closedloop.plans import merge_records
     from wattwise.closedloop.report import known_records, measured_segments, plan_report
     from wattwise.units import format_si
 
@@ -305,7 +309,7 @@ def report_command(
     trace = read_carbon(carbon or plan.settings["carbon_source"])
     records, jobs = known_records(row.jobs, dict(os.environ))
     if jobs != row.jobs:
-        update_plan(store, plan_id, jobs=jobs)
+        merge_records(store, plan_id, jobs)  # only the records: a concurrent re-plan's jobs are kept
     report = plan_report(plan, model, jobs, records, trace, row.events, measured_segments(store, plan_id))
     report["plan_id"] = plan_id
     if as_json:

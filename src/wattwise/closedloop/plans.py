@@ -6,13 +6,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Integer, String, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from wattwise.errors import WattwiseError
 from wattwise.store import Store
 from wattwise.store.models import Base, utcnow
 
-__all__ = ["FINAL_STATUSES", "SlurmPlan", "add_event", "get_plan", "save_plan", "update_plan"]
+__all__ = ["FINAL_STATUSES", "SlurmPlan", "add_event", "get_plan", "merge_records", "save_plan", "update_plan"]
 
 FINAL_STATUSES = ("done", "failed", "cancelled")
 
@@ -59,9 +59,29 @@ def get_plan(store: Store, plan_id: int) -> SlurmPlan:
         return row
 
 
+def _locked(session: Session, plan_id: int) -> SlurmPlan:
+    """The plan's row, locked until the transaction ends (`SELECT … FOR UPDATE` where the database has it; SQLite
+    serialises writers anyway), so that a read-merge-write never overwrites a concurrent change."""
+    row = session.scalars(select(SlurmPlan).where(SlurmPlan.id == plan_id).with_for_update()).first()
+    if row is None:
+        raise WattwiseError(f"no Slurm plan with id {plan_id}")
+    return row
+
+
 def add_event(store: Store, plan_id: int, kind: str, t_s: float, **details: Any) -> None:
     with store.session() as session:
-        row = session.get(SlurmPlan, plan_id)
-        if row is None:
-            raise WattwiseError(f"no Slurm plan with id {plan_id}")
+        row = _locked(session, plan_id)
         row.events = [*(row.events or []), {"t_s": t_s, "kind": kind, **details}]
+
+
+def merge_records(store: Store, plan_id: int, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep the Slurm records of `jobs` (a possibly stale copy of the plan's jobs) with the plan: only each job's
+    `record` is merged, into the job of the same id as the row holds it now. Returns the row's jobs after."""
+    records = {j["job_id"]: j["record"] for j in jobs if j.get("record") and j.get("job_id") is not None}
+    with store.session() as session:
+        row = _locked(session, plan_id)
+        current = list(row.jobs or [])
+        merged = [{**j, "record": records[j["job_id"]]} if j.get("job_id") in records else j for j in current]
+        if merged != current:
+            row.jobs = merged
+        return merged
