@@ -21,10 +21,10 @@ def burn(n):
     return total
 
 def test_same():
-    burn(250_000)
+    burn(1_500_000)
 
 def test_changed():
-    burn(250_000 * int(os.environ.get("WORK_FACTOR", "1")))
+    burn(1_500_000 * int(os.environ.get("WORK_FACTOR", "1")))
 """
 
 

@@ -114,8 +114,9 @@ def test_start_and_stop_without_with(db: str) -> None:
 
 def test_codecarbon_output_has_its_columns_and_units(db: str, tmp_path: Path) -> None:
     out = tmp_path / "cc"
+    # long enough for /proc/stat's 10 ms ticks to see the machine busy: the process's share needs that
     with wattwise.track("cc", db=db, output="codecarbon", output_dir=out, intensity_g_per_kwh=300) as t:
-        burn(100_000)
+        burn(1_500_000)
     with wattwise.track("cc", db=db, output="codecarbon", output_dir=out, intensity_g_per_kwh=300):
         burn(100_000)
     with (out / "emissions.csv").open(newline="") as handle:
@@ -143,3 +144,27 @@ def test_bad_arguments_are_clear_errors(db: str) -> None:
         wattwise.track("x", db=db, output="csv")
     with wattwise.track("x", db=db) as t, pytest.raises(WattwiseError, match="not allowed"):
         t.phase("[RUNTIME]")
+
+
+def test_a_coroutine_or_generator_function_cannot_be_decorated(db: str) -> None:
+    async def fetch() -> None:
+        return None
+
+    def lines():  # type: ignore[no-untyped-def]
+        yield 1
+
+    with pytest.raises(WattwiseError, match="only its creation would be measured"):
+        wattwise.track(db=db)(fetch)
+    with pytest.raises(WattwiseError, match="coroutine or generator"):
+        wattwise.track(db=db)(lines)
+
+
+def test_an_observer_lets_the_code_it_watches_track_itself(db: str) -> None:
+    """The pytest plugin's session tracker is an observer: a test may use wattwise.track inside it."""
+    observer = wattwise.Tracker("session", db=db, exclusive=False).start()
+    try:
+        with wattwise.track("inner", db=db) as inner:
+            burn(20_000)
+        assert inner.result is not None and inner.result.status == "finished"
+    finally:
+        assert observer.stop().status == "finished"

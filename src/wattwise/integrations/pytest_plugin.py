@@ -68,20 +68,21 @@ class CallEnergy:
 
 
 def _energies_from_phases(phases: list[dict[str, Any]]) -> dict[str, CallEnergy]:
-    tests: dict[str, CallEnergy] = {}
+    """Per test, the energies of its repeats: the test process's attributed energy where every repeat has it,
+    else the machine's for all of them (never a mix of the two)."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
     for phase in phases:
         if phase.get("parent") is None or phase["name"].startswith("("):
             continue
-        nodeid = phase["name"].split(REPEAT_SEPARATOR, 1)[0]
-        energy = phase.get("unit_energy_j")
-        if energy is None:
-            energy = phase.get("energy_j")
-        if energy is None:
-            continue
-        entry = tests.setdefault(nodeid, CallEnergy(nodeid, [], []))
-        entry.energy_j.append(float(energy))
-        entry.duration_s.append(float(phase["duration_s"]))
-        entry.estimated = entry.estimated or bool(phase.get("estimated"))
+        grouped.setdefault(phase["name"].split(REPEAT_SEPARATOR, 1)[0], []).append(phase)
+    tests: dict[str, CallEnergy] = {}
+    for nodeid, repeats in grouped.items():
+        key = "unit_energy_j" if all(p.get("unit_energy_j") is not None for p in repeats) else "energy_j"
+        measured = [p for p in repeats if p.get(key) is not None]
+        if measured:
+            tests[nodeid] = CallEnergy(nodeid, [float(p[key]) for p in measured],
+                                       [float(p["duration_s"]) for p in measured],
+                                       any(bool(p.get("estimated")) for p in measured))
     return tests
 
 
@@ -123,8 +124,13 @@ class WattwisePlugin:
         self.baseline = load_baseline(baseline, self.db) if baseline else None
         if self.budget is not None and self.baseline is None:
             raise pytest.UsageError("--wattwise-budget needs --wattwise-baseline (a run id or a --wattwise-json file)")
-        self.tracker = Tracker(f"pytest {Path(str(config.rootpath)).name}", db=self.db,
-                               interval=config.getoption("wattwise_interval"))
+        from wattwise.errors import WattwiseError
+
+        try:  # an observer: code under test may use wattwise.track itself
+            self.tracker = Tracker(f"pytest {Path(str(config.rootpath)).name}", db=self.db,
+                                   interval=config.getoption("wattwise_interval"), exclusive=False)
+        except WattwiseError as exc:
+            raise pytest.UsageError(f"--wattwise: {exc}") from None
         self.tests: dict[str, CallEnergy] = {}
         self.over_budget: list[tuple[CallEnergy, CallEnergy, Any]] = []
         self.undecided: list[str] = []
@@ -132,7 +138,12 @@ class WattwisePlugin:
         self.error: str | None = None
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        self.tracker.start()
+        from wattwise.errors import WattwiseError
+
+        try:
+            self.tracker.start()
+        except WattwiseError as exc:
+            raise pytest.UsageError(f"--wattwise: cannot start measuring: {exc}") from None
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:

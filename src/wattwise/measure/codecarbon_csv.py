@@ -3,8 +3,9 @@
 The columns and units are CodeCarbon's (EmissionsData, as of codecarbon 3.x): duration in s, energy in kWh,
 emissions in kg CO2e, emissions_rate in kg/s, power in W, RAM in GB. wattwise writes the energy it attributes to
 the tracked process (`tracking_mode` = `process`; CodeCarbon's own default is the whole machine) as CPU energy,
-since it does not split CPU from RAM energy. A file whose header differs (another CodeCarbon version) is kept as
-`emissions.csv.bak`, as CodeCarbon does, and a new one is started.
+since it does not split CPU from RAM energy. A file whose header differs (another CodeCarbon version) is kept
+under the first free name of `emissions.csv.bak`, `emissions.csv.1.bak`, … and a new one is started.
+`cpu_utilization_percent` is left at 0: wattwise's share of the machine's busy CPU time is not a utilisation.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def emissions_row(result: TrackResult, *, project_name: str) -> dict[str, object
         "latitude": "",
         "ram_total_size": _ram_total_gb(),
         "tracking_mode": "process" if process else "machine",
-        "cpu_utilization_percent": 100 * (total.process_cpu_share or 0.0) if process else 0.0,
+        "cpu_utilization_percent": 0.0,
         "gpu_utilization_percent": 0.0,
         "ram_utilization_percent": 0.0,
         "ram_used_gb": 0.0,
@@ -104,6 +105,16 @@ def emissions_row(result: TrackResult, *, project_name: str) -> dict[str, object
     }
 
 
+def _free_backup_name(path: Path) -> Path:
+    """emissions.csv.bak, else emissions.csv.1.bak, .2.bak, …: an older backup is never overwritten."""
+    candidate = path.with_name(path.name + ".bak")
+    n = 0
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}.{n}.bak")
+    return candidate
+
+
 def append_emissions_row(path: Path, result: TrackResult, *, project_name: str = "wattwise") -> None:
     """Append one row for `result` to CodeCarbon's emissions.csv at `path` (header written when new)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,7 +122,7 @@ def append_emissions_row(path: Path, result: TrackResult, *, project_name: str =
         with path.open(newline="") as handle:
             header = next(csv.reader(handle), [])
         if tuple(header) != CODECARBON_COLUMNS:
-            path.replace(path.with_name(path.name + ".bak"))
+            path.replace(_free_backup_name(path))
     new = not path.exists()
     with path.open("a", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CODECARBON_COLUMNS)

@@ -23,9 +23,13 @@ Guarantees:
 - An exception inside `with` or a decorated call closes the run as `failed` (Ctrl-C: `interrupted`) with its
   samples, then propagates. A tracker still running when the interpreter exits is closed as `interrupted`.
 - One tracker at a time per process: a second `start()` while one runs is refused with a clear error (use
-  `t.phase(...)` for parts of a tracked block). Nested trackers would count the same energy twice.
+  `t.phase(...)` for parts of a tracked block). Nested trackers would count the same energy twice. The pytest
+  plugin's session tracker is an observer (`exclusive=False`): code under test may run its own trackers.
+- `stop()` always stops sampling and closes the run, as `failed` if storing its phases failed.
+- A coroutine or generator function cannot be decorated (only its creation would be measured): a clear error.
 - Phases tile the tracked time: `t.phase(name)` ends the phase before it; `with t.phase(name):` ends at the
-  block's end; time between phases is kept as an `(untracked)` phase, so the phases add up to `[RUNTIME]`.
+  block's end; time between phases is kept as an `(untracked)` phase, so the phases add up to `[RUNTIME]`
+  (a gap shorter than the sampler's minimum reading gap, 25 ms, joins the next phase).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from wattwise.errors import WattwiseError
+from wattwise.measure.sampler import MIN_READ_GAP_S
 from wattwise.units import J_PER_KWH, parse_duration_s
 
 __all__ = ["PhaseResult", "TrackResult", "Tracker", "track"]
@@ -49,8 +54,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 UNIT_LABEL = "process"
 RUNTIME = "[RUNTIME]"
 UNTRACKED = "(untracked)"
-#: gaps between phases shorter than this join the next phase (below the resolution of any reading)
-MIN_GAP_US = 1000
+#: gaps between phases shorter than this join the next phase: the sampler takes no two readings closer than
+#: `MIN_READ_GAP_S` (an edge that close moves the reading before it), so such a gap holds no reading of its own
+MIN_GAP_US = int(MIN_READ_GAP_S * 1e6)
 
 _active_lock = threading.Lock()
 _active: Tracker | None = None
@@ -178,6 +184,7 @@ class Tracker:
         output_dir: str | Path = ".",
         project_name: str = "wattwise",
         git: bool = True,
+        exclusive: bool = True,
     ) -> None:
         if output not in (None, "codecarbon"):
             raise WattwiseError(f"output={output!r} is not known: use None or 'codecarbon'")
@@ -192,6 +199,8 @@ class Tracker:
         self.output_dir = Path(output_dir)
         self.project_name = project_name
         self.git = git
+        #: False for an observer that other trackers may run inside (the pytest plugin's session tracker)
+        self.exclusive = exclusive
         self.result: TrackResult | None = None
         #: with the decorator: the result of the latest call
         self.last_result: TrackResult | None = None
@@ -216,12 +225,13 @@ class Tracker:
         from wattwise.store import Store
 
         with _active_lock:
-            if _active is not None:
+            if self.exclusive and _active is not None:
                 raise WattwiseError(
                     f"a wattwise tracker is already running in this process ('{_active.name}'): trackers do not "
                     "nest (the energy would be counted twice); use t.phase(...) for parts of a tracked block"
                 )
-            _active = self
+            if self.exclusive:
+                _active = self
         try:
             settings: dict[str, Any] = {"unit_label": UNIT_LABEL, "python": sys.version.split()[0]}
             if not self.git:
@@ -232,17 +242,19 @@ class Tracker:
                 intensity_g_per_kwh=self.intensity_g_per_kwh, country=self.country, pue=self.pue,
                 command=list(sys.argv), settings=settings,
             ))
-            session.open()
             try:
+                session.open()
                 if not session.attach(ProcessProvider(label=UNIT_LABEL), self.interval_s, label=UNIT_LABEL):
                     session.warn("this process's CPU time could not be read: only whole-machine figures")
                 self._t0 = session.start()
             except BaseException:
-                session.finish("failed", error="the tracker could not start sampling")
+                if session.run_id:
+                    session.finish("failed", error="the tracker could not start sampling")
                 raise
         except BaseException:
             with _active_lock:
-                _active = None
+                if _active is self:
+                    _active = None
             raise
         self._session = session
         self._phases, self._notes, self._open_phase = [], [], None
@@ -257,6 +269,7 @@ class Tracker:
         session = self._session
         if session is None:
             raise WattwiseError("this tracker is not running: call start() first (or use it with `with`)")
+        closed = None
         try:
             end = session.boundary()
             if self._open_phase is not None:
@@ -275,6 +288,11 @@ class Tracker:
             summary = session.summarize()
             result = self._result(summary, closed.status, closed.warnings)
         finally:
+            if closed is None:  # something failed above: sampling still stops and the run is still closed
+                try:
+                    session.finish("failed", error="the tracker could not store its phases")
+                except Exception:
+                    pass
             self._session = None
             atexit.unregister(self._at_exit)
             with _active_lock:
@@ -353,6 +371,13 @@ class Tracker:
 
     def __call__(self, func: F) -> F:
         """As a decorator: each call is one stored run, named after the function unless a name was given."""
+        import inspect
+
+        if inspect.iscoroutinefunction(func) or inspect.isgeneratorfunction(func) or \
+                inspect.isasyncgenfunction(func):
+            raise WattwiseError(
+                f"@wattwise.track() on {func.__qualname__}: a coroutine or generator function returns at once and "
+                "runs later, so only its creation would be measured; use `with wattwise.track(...)` inside it")
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -372,7 +397,7 @@ def replace_tracker(template: Tracker, **changes: Any) -> Tracker:
         "name": template.name, "db": template.db, "interval": template.interval_s, "country": template.country,
         "intensity_g_per_kwh": template.intensity_g_per_kwh, "pue": template.pue, "providers": template.providers,
         "output": template.output, "output_dir": template.output_dir, "project_name": template.project_name,
-        "git": template.git,
+        "git": template.git, "exclusive": template.exclusive,
     }
     kwargs.update(changes)
     return Tracker(**kwargs)
