@@ -24,21 +24,25 @@ suspends again at the same progress is never better than the plan that skips the
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 Block = tuple[int, int, int]
 Result = tuple[list[Block], float] | None
 
+def _no_jit(*args: object, **kwargs: object) -> Callable[..., object]:
+    return lambda f: f
+
+
+_njit: Callable[..., Any]
 try:  # pragma: no cover - exercised whenever numba is installed (a dependency)
     from numba import njit as _njit
 
     HAVE_NUMBA = True
 except ImportError:  # pragma: no cover
     HAVE_NUMBA = False
-
-    def _njit(*args: object, **kwargs: object) -> Callable[..., object]:
-        return lambda f: f
+    _njit = _no_jit
 
 
 # -- progress (diagonal) form ------------------------------------------------------------------------------
@@ -299,6 +303,7 @@ def slots(c: np.ndarray, sc: np.ndarray, w_j: np.ndarray, ok: np.ndarray | None,
             break
         # a hot job may stop, keeping its progress
         if stop_penalty is not None:
+            assert cand is not None  # made together with stop_penalty
             np.add(H[:, :, :L], stop_penalty, out=cand)
             source = cand
         else:
@@ -314,6 +319,7 @@ def slots(c: np.ndarray, sc: np.ndarray, w_j: np.ndarray, ok: np.ndarray | None,
                 np.less(S, H, out=from_start[t])
                 np.minimum(H, S, out=H)
         elif t + ns <= T:
+            assert ring is not None  # made whenever ns > 0
             r = (t + ns) % (ns + 1)
             dest = ring[r]
             cost = sc[:, t][:, None, None]
@@ -328,6 +334,7 @@ def slots(c: np.ndarray, sc: np.ndarray, w_j: np.ndarray, ok: np.ndarray | None,
         np.add(H[:, :, :L], work[:, None, :], out=H_next[:, :, 1:])
         H_next[:, :, 0] = inf
         if blocked_any:
+            assert blocked is not None
             H_next[blocked[:, t]] = inf
         H, H_next = H_next, H
     results: list[Result] = []
