@@ -189,3 +189,52 @@ def test_an_interrupted_submission_cancels_what_it_submitted(slurm_env: dict[str
                            env=slurm_env, timeout=30).stdout
     assert "secret" not in shown and "WATTWISE" not in shown  # neither on the command line nor in SubmitLine
     assert json.dumps(plan.to_dict())  # the plan itself was not touched
+
+
+SUBMITTER = """
+import sys, time
+from pathlib import Path
+from wattwise.carbon.trace import CarbonTrace
+from wattwise.closedloop.chain import submit_chain
+from wattwise.closedloop.plan import plan_chain
+from wattwise.jobmodel import JobModel
+
+model = JobModel.from_dict({"startup": [{"name": "s", "duration_s": 4, "power_w": 60}],
+                            "work": [{"name": f"u{i}", "duration_s": 4, "power_w": 100, "is_checkpoint": True}
+                                     for i in range(6)]})
+pattern = [float(v) for v in sys.argv[3].split(",")]
+now = time.time() + 3600
+trace = CarbonTrace.from_samples([now + 4 * i for i in range(len(pattern))], pattern)
+plan = plan_chain(model, trace, now_s=now, wait_s=60, policy="suspend-resume", slot_s=4)
+submit_chain(plan, ["-o", "/dev/null", sys.argv[4]], plan_id=1, checkpoint_dir=Path(sys.argv[1]), name=sys.argv[2])
+"""
+
+
+@pytest.mark.slurm
+def test_a_submission_stopped_by_sigterm_cancels_what_it_submitted(slurm_env: dict[str, str], tmp_path: Path,
+                                                                   wait_until) -> None:
+    import os
+    import signal
+    import sys
+
+    folder = tmp_path / "ck"
+    folder.mkdir()
+    os.mkfifo(folder / "chain.json")  # the submitter blocks writing chain.json after its last sbatch: stop it there
+    name = f"sigterm{time.time_ns()}"
+    proc = subprocess.Popen([sys.executable, "-c", SUBMITTER, str(folder), name, ",".join(map(str, PATTERN)),
+                             str(EXAMPLE / "job.sbatch")], env=slurm_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+    def ours() -> list[list[str]]:
+        out = subprocess.run(["squeue", "-h", "-o", "%i %j %T", "--states=all"], capture_output=True, text=True,
+                             env=slurm_env, timeout=30).stdout
+        return [line.split() for line in out.splitlines() if f" {name}-" in line]
+
+    try:
+        wait_until(lambda: len(ours()) == 3, "the three segments to be submitted", timeout_s=120)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM, proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert [state for _, _, state in ours()] == ["CANCELLED"] * 3

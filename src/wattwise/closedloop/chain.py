@@ -29,8 +29,11 @@ import math
 import os
 import re
 import shlex
+import signal
 import subprocess
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -232,8 +235,35 @@ def submit_chain(plan: ChainPlan, sbatch_args: Sequence[str], *, plan_id: int, c
     are cancelled and the exception raised again. `chain.json` lists `earlier_jobs` and the new ones. `hold`:
     submitted held (`--hold`), for the caller to release."""
     check_sbatch_args(sbatch_args)
+    with _term_raises():
+        return _submit_segments(plan, sbatch_args, plan_id=plan_id, checkpoint_dir=checkpoint_dir, lead_s=lead_s,
+                                name=name, env=env, dry_run=dry_run, first_index=first_index, previous=previous_job,
+                                earlier_jobs=earlier_jobs, measure_db=measure_db, hold=hold)
+
+
+@contextmanager
+def _term_raises() -> Iterator[None]:
+    """While submitting, SIGTERM raises SystemExit (as Ctrl-C raises KeyboardInterrupt), so that the `except
+    BaseException` of a submission cancels what it submitted. Only in the main thread (where handlers live)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _submit_segments(plan: ChainPlan, sbatch_args: Sequence[str], *, plan_id: int, checkpoint_dir: Path,
+                     lead_s: float, name: str, env: dict[str, str] | None, dry_run: bool, first_index: int,
+                     previous: int | None, earlier_jobs: Sequence[int], measure_db: str | None,
+                     hold: bool) -> list[dict[str, Any]]:
     submitted: list[dict[str, Any]] = []
-    previous = previous_job
     try:
         if not dry_run:
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -275,12 +305,13 @@ def submit_suspendable(plan: ChainPlan, sbatch_args: Sequence[str], *, plan_id: 
         return [{"index": 0, "job_id": None, "argv": argv, "env": _shown(variables)}]
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     job_id: int | None = None
-    try:
-        job_id = _sbatch(argv, _environment(env, variables), 0, 0)
-        (checkpoint_dir / CHAIN_FILE).write_text(json.dumps({"plan_id": plan_id, "jobs": [job_id]}) + "\n")
-    except BaseException:
-        cancel_jobs([job_id], env)
-        raise
+    with _term_raises():
+        try:
+            job_id = _sbatch(argv, _environment(env, variables), 0, 0)
+            (checkpoint_dir / CHAIN_FILE).write_text(json.dumps({"plan_id": plan_id, "jobs": [job_id]}) + "\n")
+        except BaseException:
+            cancel_jobs([job_id], env)
+            raise
     return [{"index": 0, "job_id": job_id, "argv": argv, "env": _shown(variables)}]
 
 
