@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import stat
 import time
 from pathlib import Path
 
@@ -58,16 +60,115 @@ def test_a_mark_without_an_agent_is_a_clear_error(run_cli, ci_env: dict[str, str
     assert "no wattwise CI agent is running" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_a_stopped_agent_closes_its_run_as_interrupted(run_cli, ci_env: dict[str, str]) -> None:
-    start = run_cli("ci", "start", env=ci_env, check=True)
-    pid = int(start.stdout.split("agent pid ")[1].split(",")[0])
-    os.kill(pid, signal.SIGTERM)
-    result_file = Path(ci_env["WATTWISE_CI_DIR"]) / "wattwise-ci.json"
+def agent_pid(start_stdout: str) -> int:
+    return int(start_stdout.split("agent pid ")[1].split(",")[0])
+
+
+def wait_for(predicate, what: str) -> None:
     deadline = time.monotonic() + 60  # hang guard only
-    while not result_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    while not predicate():
+        assert time.monotonic() < deadline, f"still waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_a_stopped_agent_closes_its_run_as_interrupted_and_end_uses_it(
+    run_cli, ci_env: dict[str, str], tmp_path: Path
+) -> None:
+    start = run_cli("ci", "start", "--interval", "200ms", env=ci_env, check=True)
+    run_cli("ci", "mark", "build", env=ci_env, check=True)
+    os.kill(agent_pid(start.stdout), signal.SIGTERM)
+    result_file = Path(ci_env["WATTWISE_CI_DIR"]) / "wattwise-ci.json"
+    wait_for(result_file.exists, "the agent's document")
     document = json.loads(result_file.read_text())
     assert document["status"] == "interrupted" and "stopped before" in document["error"]
+
+    # `ci end` with `if: always()` after a cancelled job: the document the agent left, said to be interrupted
+    end = run_cli("ci", "end", "--json", str(tmp_path / "energy.json"), env=ci_env)
+    assert end.returncode == 0, end.stderr
+    assert "already stopped" in end.stderr and "ended as interrupted" in end.stderr
+    assert "| build |" in end.stdout and "> ⚠ the run ended as interrupted: the CI agent was stopped" in end.stdout
+    assert Path(ci_env["GITHUB_STEP_SUMMARY"]).read_text() == end.stdout
+    assert (tmp_path / "energy.json").read_bytes() == result_file.read_bytes()
+    # used once: a second `end` (or one in a later job) does not post this run again
+    again = run_cli("ci", "end", env=ci_env)
+    assert again.returncode == 2 and "no wattwise CI agent is running" in again.stderr
+
+
+def test_a_document_of_an_earlier_job_is_not_taken_for_this_one(run_cli, ci_env: dict[str, str]) -> None:
+    folder = Path(ci_env["WATTWISE_CI_DIR"])
+    start = run_cli("ci", "start", env=ci_env, check=True)
+    os.kill(agent_pid(start.stdout), signal.SIGTERM)
+    wait_for((folder / "wattwise-ci.json").exists, "the agent's document")
+    later = time.time() + 5  # as if this job's `ci start` came after the document was written
+    os.utime(folder / "agent.started", (later, later))
+    result = run_cli("ci", "end", env=ci_env)
+    assert result.returncode == 2 and "no wattwise CI agent is running" in result.stderr
+
+
+def test_the_agent_outlives_silent_and_vanishing_clients(run_cli, ci_env: dict[str, str], tmp_path: Path) -> None:
+    folder = Path(ci_env["WATTWISE_CI_DIR"])
+    start = run_cli("ci", "start", "--interval", "200ms", env=ci_env, check=True)
+    pid = agent_pid(start.stdout)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
+        silent.connect(str(folder / "agent.sock"))  # connects and never sends a request
+        # a client that sends a mark and leaves before the reply: the agent is stopped meanwhile, so that its
+        # reply surely finds the connection closed
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as gone:
+                gone.connect(str(folder / "agent.sock"))
+                gone.sendall(b"mark vanished\n")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        wait_for(lambda: "went away before the reply" in (folder / "agent.log").read_text(), "the agent's log line")
+        # the silent connection does not hold up the others
+        run_cli("ci", "mark", "tests", env=ci_env, check=True)
+    end = run_cli("ci", "end", "--json", str(tmp_path / "energy.json"), env=ci_env)
+    assert end.returncode == 0, end.stderr
+    document = json.loads((tmp_path / "energy.json").read_text())
+    assert document["status"] == "finished"
+    steps = [p["name"] for p in document["phases"] if p["parent"] == "[RUNTIME]"]
+    assert steps[:2] == ["vanished", "tests"]  # the vanished client's mark was still made
+    assert "| vanished |" in end.stdout and "| tests |" in end.stdout
+
+
+def test_a_group_writable_state_folder_is_refused(run_cli, ci_env: dict[str, str]) -> None:
+    folder = Path(ci_env["WATTWISE_CI_DIR"])
+    folder.mkdir()
+    folder.chmod(0o775)
+    for args in (("ci", "start"), ("ci", "mark", "x"), ("ci", "end")):
+        result = run_cli(*args, env=ci_env)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert f"the CI state folder {folder} is group-writable (mode 0775)" in " ".join(result.stderr.split())
+    assert not (folder / "agent.log").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder to another user needs root")
+def test_a_state_folder_of_another_user_is_refused(run_cli, ci_env: dict[str, str]) -> None:
+    folder = Path(ci_env["WATTWISE_CI_DIR"])
+    folder.mkdir(mode=0o700)
+    os.chown(folder, 65534, 65534)
+    result = run_cli("ci", "start", env=ci_env)
+    assert result.returncode == 2
+    assert f"belongs to uid 65534, not to you (uid {os.getuid()})" in " ".join(result.stderr.split())
+
+
+def test_a_new_state_folder_is_private_and_a_planted_log_link_is_refused(
+    run_cli, ci_env: dict[str, str], tmp_path: Path
+) -> None:
+    folder = Path(ci_env["WATTWISE_CI_DIR"])
+    start = run_cli("ci", "start", env=ci_env, check=True)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    run_cli("ci", "end", env=ci_env, check=True)
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me\n")
+    (folder / "agent.log").unlink()
+    (folder / "agent.log").symlink_to(victim)
+    result = run_cli("ci", "start", env=ci_env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{folder / 'agent.log'} is a symbolic link" in " ".join(result.stderr.split())
+    assert victim.read_text() == "keep me\n"  # not truncated
+    assert start.returncode == 0
 
 
 def test_importing_something_else_is_a_clear_error(run_cli, tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -99,14 +98,24 @@ def end(
 ) -> None:
     """Stop measuring, print the energy of each step as Markdown and write the run document.
 
+    If the agent has already stopped by itself (the job was cancelled, or 6 hours passed), the run it closed as
+    interrupted is used.
+
     Examples:\n
       wattwise ci end\n
       wattwise ci end --label deploy --json energy.json
     """
-    from wattwise.integrations.ci import RESULT_NAME, CiClient, markdown_summary, state_dir
+    from wattwise.integrations.ci import CiClient, markdown_summary, state_dir
 
     where = state_dir(folder)
-    document = CiClient(where).end(label)
+    result = CiClient(where).end(label)
+    document = result.document
+    if not result.from_agent:  # stopped by itself (cancelled job, 6 h cap): the document it wrote on its way out
+        reason = f" ({document['error']})" if document.get("error") else ""
+        err_console.print(f"wattwise: the CI agent had already stopped; its run ended as "
+                          f"{document.get('status', 'unknown')}{reason}. Using the document it wrote"
+                          + (f" (the last step is not named {label!r})" if label else ""),
+                          highlight=False, markup=False)
     text = markdown_summary(document)
     typer.echo(text, nl=False)
     target = summary_file or (Path(os.environ["GITHUB_STEP_SUMMARY"]) if os.environ.get("GITHUB_STEP_SUMMARY")
@@ -115,7 +124,7 @@ def end(
         with target.open("a") as handle:
             handle.write(text)
     if json_file is not None:
-        shutil.copyfile(where / RESULT_NAME, json_file)
+        json_file.write_bytes(result.raw)
         err_console.print(f"wrote {json_file} (store it with `wattwise runs import {json_file}`)", highlight=False)
 
 
