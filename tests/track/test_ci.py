@@ -181,3 +181,21 @@ def test_importing_something_else_is_a_clear_error(run_cli, tmp_path: Path) -> N
     (tmp_path / "notjson.json").write_text("{")
     result = run_cli("runs", "import", str(tmp_path / "notjson.json"), "--db", str(tmp_path / "x.db"))
     assert result.returncode == 2 and "is not JSON" in result.stderr
+
+
+def test_the_agent_closes_its_run_after_its_time_cap(tmp_path: Path) -> None:
+    from wattwise.integrations.ci import AgentOptions, agent_main, check_state_dir
+
+    folder = tmp_path / "ci"
+    check_state_dir(folder, create=True)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        code = agent_main(AgentOptions(folder, "capped", interval_s=0.2, intensity_g_per_kwh=100, max_duration_s=0.5))
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    document = json.loads((folder / "wattwise-ci.json").read_text())
+    assert code == 1 and document["status"] == "interrupted"
+    assert document["error"] == "no `wattwise ci end` within 0.5 s"
+    assert [p["name"] for p in document["phases"]] == ["[RUNTIME]"]
+    assert not (folder / "agent.sock").exists()
