@@ -98,8 +98,7 @@ def end(
 ) -> None:
     """Stop measuring, print the energy of each step as Markdown and write the run document.
 
-    If the agent has already stopped by itself (the job was cancelled, or 6 hours passed), the run it closed as
-    interrupted is used.
+    If the agent has already stopped by itself (job cancelled, 6 h cap), the run it closed as interrupted is used.
 
     Examples:\n
       wattwise ci end\n
