@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import stat
@@ -199,3 +200,21 @@ def test_the_agent_closes_its_run_after_its_time_cap(tmp_path: Path) -> None:
     assert document["error"] == "no `wattwise ci end` within 0.5 s"
     assert [p["name"] for p in document["phases"]] == ["[RUNTIME]"]
     assert not (folder / "agent.sock").exists()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"phases": [{"name": "x", "start_us": "1", "end_us": 2}]}, "phases[0]: start_us and end_us must be whole"),
+    ({"notes": [{"text": "no time"}]}, "notes[0] needs t_us and text"),
+    ({"metrics": 5}, "metrics and phases must be lists"),
+    ({"metrics": [{"name": "p", "unit": "W", "kind": "gauge", "t_us": 3, "values": [1]}]}, "must be lists"),
+    ({"metrics": [{"name": "p", "unit": "W", "kind": "gauge", "t_us": [1], "values": [True]}]}, "finite numbers"),
+])
+def test_malformed_documents_are_clear_errors(change: dict, message: str, tmp_path: Path) -> None:
+    from wattwise.errors import WattwiseError
+    from wattwise.store.transfer import import_run_document
+
+    document = {"name": "x", "status": "finished", "phases": [], "metrics": [], **change}
+    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    with pytest.raises(WattwiseError, match=re.escape(message)):
+        import_run_document(store, document, source="f.json")
+    assert store.list_runs() == []  # nothing was written
