@@ -21,7 +21,15 @@ from wattwise.closedloop.chain import (
     submit_chain,
 )
 from wattwise.closedloop.plan import ChainPlan, plan_chain
-from wattwise.closedloop.plans import add_event, get_plan, merge_records, save_plan, update_plan
+from wattwise.closedloop.plans import (
+    add_event,
+    get_plan,
+    merge_records,
+    replace_tail,
+    save_plan,
+    set_status,
+    update_plan,
+)
 from wattwise.closedloop.report import JobRecord
 from wattwise.errors import WattwiseError
 from wattwise.jobmodel import JobModel
@@ -126,6 +134,13 @@ def test_records_and_events_merge_into_the_row_as_it_is_now(tmp_path: Path) -> N
     add_event(store, plan_id, "checked", 1.0)
     add_event(store, plan_id, "replan", 2.0)
     assert [e["kind"] for e in get_plan(store, plan_id).events] == ["checked", "replan"]
+    # a re-plan replaces the jobs from its index on and keeps the earlier ones as the row holds them now
+    replace_tail(store, plan_id, plan.to_dict(), 1, [{"index": 1, "job_id": 4}, {"index": 2, "job_id": 5}])
+    assert get_plan(store, plan_id).jobs == [{"index": 0, "job_id": 1, "record": record}, {"index": 1, "job_id": 4},
+                                             {"index": 2, "job_id": 5}]
+    # a plan cancelled meanwhile is not set back to running by a stale status
+    assert set_status(store, plan_id, "cancelled") == "cancelled"
+    assert set_status(store, plan_id, "done") == "cancelled" and get_plan(store, plan_id).status == "cancelled"
 
 
 def test_sbatch_options_end_at_the_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

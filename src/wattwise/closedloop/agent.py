@@ -31,7 +31,15 @@ from wattwise.carbon.live_forecast import read_carbon
 from wattwise.carbon.trace import CarbonTrace
 from wattwise.closedloop.chain import DONE_FILE, cancel_jobs, release_jobs, submit_chain
 from wattwise.closedloop.plan import ChainPlan, Segment, plan_chain, tail_model
-from wattwise.closedloop.plans import FINAL_STATUSES, SlurmPlan, add_event, get_plan, merge_records, update_plan
+from wattwise.closedloop.plans import (
+    FINAL_STATUSES,
+    SlurmPlan,
+    add_event,
+    get_plan,
+    merge_records,
+    replace_tail,
+    set_status,
+)
 from wattwise.closedloop.report import JobRecord, known_records
 from wattwise.errors import IntensityError, TraceError, WattwiseError
 from wattwise.jobmodel import JobModel
@@ -92,7 +100,7 @@ def step(store: Store, plan_id: int, *, now_s: float, env: dict[str, str] | None
     else:
         status = _step_chain(store, row, plan, records, now_s, env, replan_threshold)
     if status != row.status:
-        update_plan(store, plan_id, status=status)
+        status = set_status(store, plan_id, status)  # a plan cancelled meanwhile stays cancelled
     return status
 
 
@@ -197,7 +205,7 @@ def _replan(store: Store, row: SlurmPlan, plan: ChainPlan, segment: Segment, now
         add_event(store, row.id, "checked", now_s, index=index, begin_s=segment.begin_s, max_change=change,
                   source_version=version, note=f"the re-plan could not be submitted ({exc}); the old chain is kept")
         return
-    update_plan(store, row.id, plan=merged.to_dict(), jobs=[*kept, *jobs])
+    replace_tail(store, row.id, merged.to_dict(), index, jobs)
     add_event(store, row.id, "replan", now_s, index=index, begin_s=segment.begin_s, max_change=change,
               source_version=version, cancelled=dropped, submitted=[j["job_id"] for j in jobs],
               old_carbon_g=plan.carbon_g, new_carbon_g=merged.carbon_g)

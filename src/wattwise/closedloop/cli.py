@@ -248,7 +248,7 @@ def status_command(
       wattwise slurm status 3\n
       wattwise slurm status 3 --json | jq '.segments[].state'
     """
-    from wattwise.closedloop.plans import merge_records, update_plan
+    from wattwise.closedloop.plans import merge_records, set_status
     from wattwise.closedloop.report import known_records, reconcile
 
     store, row, plan, _ = _load(plan_id, db)
@@ -259,7 +259,7 @@ def status_command(
     done = (Path(row.checkpoint_dir) / "done").exists()
     status = "done" if done else row.status
     if status != row.status:
-        update_plan(store, plan_id, status=status)
+        status = set_status(store, plan_id, status)
     segments = []
     for s in plan.segments:
         job_id = row.jobs[min(s.index, len(row.jobs) - 1)]["job_id"] if row.jobs else None

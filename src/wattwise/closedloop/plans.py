@@ -12,7 +12,8 @@ from wattwise.errors import WattwiseError
 from wattwise.store import Store
 from wattwise.store.models import Base, utcnow
 
-__all__ = ["FINAL_STATUSES", "SlurmPlan", "add_event", "get_plan", "merge_records", "save_plan", "update_plan"]
+__all__ = ["FINAL_STATUSES", "SlurmPlan", "add_event", "get_plan", "merge_records", "replace_tail", "save_plan",
+           "set_status", "update_plan"]
 
 FINAL_STATUSES = ("done", "failed", "cancelled")
 
@@ -85,3 +86,22 @@ def merge_records(store: Store, plan_id: int, jobs: list[dict[str, Any]]) -> lis
         if merged != current:
             row.jobs = merged
         return merged
+
+
+def replace_tail(store: Store, plan_id: int, plan: dict[str, Any], first_index: int,
+                 jobs: list[dict[str, Any]]) -> None:
+    """A re-plan: the new plan, and the jobs from `first_index` on replaced by `jobs` (the earlier ones as the row
+    holds them now, with any records merged meanwhile)."""
+    with store.session() as session:
+        row = _locked(session, plan_id)
+        row.plan = plan
+        row.jobs = [*(j for j in row.jobs or [] if j["index"] < first_index), *jobs]
+
+
+def set_status(store: Store, plan_id: int, status: str) -> str:
+    """Set the status unless the plan has reached a final one meanwhile (e.g. `slurm cancel`); returns it as it is."""
+    with store.session() as session:
+        row = _locked(session, plan_id)
+        if row.status not in FINAL_STATUSES:
+            row.status = status
+        return row.status
