@@ -253,3 +253,32 @@ def test_a_submission_stopped_by_sigterm_cancels_what_it_submitted(slurm_env: di
         if proc.poll() is None:
             proc.kill()
     assert [state for _, _, state in ours()] == ["CANCELLED"] * 3
+
+
+@pytest.mark.slurm
+def test_a_replan_that_cannot_be_submitted_keeps_the_old_chain(slurm_env: dict[str, str], tmp_path: Path) -> None:
+    from wattwise.closedloop.agent import _replan
+    from wattwise.closedloop.report import job_records
+
+    now = float(int(time.time()) + 3600)  # segments that begin in an hour: they wait
+    trace = _trace(now, PATTERN)
+    plan = plan_chain(_model(), trace, now_s=now, wait_s=60, policy="suspend-resume", slot_s=SLOT_S)
+    folder = tmp_path / "ck"
+    script = str(EXAMPLE / "job.sbatch")
+    old = submit_chain(plan, ["-o", "/dev/null", script], plan_id=1, checkpoint_dir=folder, env=slurm_env,
+                       name=f"keep{time.time_ns()}")
+    ids = [j["job_id"] for j in old]
+    try:
+        store = Store(f"sqlite:///{tmp_path / 'plans.db'}")
+        # the stored sbatch arguments name a partition the cluster does not have: the re-plan's sbatch fails
+        plan_id = save_plan(store, name="job", mode="chain", status="submitted", checkpoint_dir=str(folder),
+                            model=_model().to_dict(), plan=plan.to_dict(), jobs=old,
+                            sbatch_args=["--partition=no-such-partition", script], events=[])
+        changed = _trace(now, [LOW] * len(PATTERN))  # every slot clean now: a re-plan would run the rest at once
+        _replan(store, get_plan(store, plan_id), plan, plan.segments[1], now, 1.0, slurm_env, "v2", changed)
+        row = get_plan(store, plan_id)
+        assert [j["job_id"] for j in row.jobs] == ids and row.plan == plan.to_dict()
+        assert row.events[-1]["kind"] == "checked" and "old chain is kept" in row.events[-1]["note"]
+        assert [job_records(ids, slurm_env)[i].state for i in ids] == ["PENDING"] * 3  # nothing was cancelled
+    finally:
+        subprocess.run(["scancel", *map(str, ids)], env=slurm_env, timeout=30, check=False)
