@@ -24,7 +24,6 @@ __all__ = [
     "build_timeline",
     "find_change_points",
     "known_repositories",
-    "timeline_badge_svg",
 ]
 
 RUNTIME = "[RUNTIME]"
@@ -181,25 +180,6 @@ def find_change_points(points: list[CommitPoint], *, window: int = 3, alpha: flo
                       if j != i and tests[j] is not None]
         if all(test[0] <= other[0] for other in neighbours if other is not None):
             points[i].change, points[i].change_p, points[i].change_relative = True, test[0], test[1]
-
-
-def timeline_badge_svg(label: str, value: str, color: str = "#2e7d32") -> str:
-    """A flat two-part badge (label | value) as SVG, for README files."""
-    from html import escape
-
-    def width(text: str) -> int:
-        return 10 + 7 * len(text)
-
-    left, right = width(label), width(value)
-    total = left + right
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{total}" height="20" role="img" '
-        f'aria-label="{escape(label)}: {escape(value)}"><title>{escape(label)}: {escape(value)}</title>'
-        f'<rect width="{left}" height="20" fill="#555"/><rect x="{left}" width="{right}" height="20" fill="{color}"/>'
-        f'<g fill="#fff" text-anchor="middle" font-family="DejaVu Sans,Verdana,sans-serif" font-size="11">'
-        f'<text x="{left / 2}" y="14">{escape(label)}</text><text x="{left + right / 2}" y="14">{escape(value)}</text>'
-        "</g></svg>"
-    )
 
 
 def known_repositories(store: Store, scan_limit: int = 10_000) -> list[tuple[str, str | None, str]]:

@@ -1,19 +1,18 @@
-"""JSON API: runs, phase statistics, measurements (downsampled), notes, logs, containers, SCI,
-comparisons and README badges. Reading is open (unless the app requires a token); writing needs a
+"""JSON API: runs, phase statistics, measurements (downsampled), notes, logs, containers, SCI and
+comparisons (README badges: `web/badges.py`). Reading is open (unless the app requires a token); writing needs a
 "write" token (`Authorization: Bearer ...`, see `wattwise tokens create`)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
-from xml.sax.saxutils import escape
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 from pydantic import BaseModel, Field
 
 from wattwise.errors import WattwiseError
 from wattwise.store import Store
-from wattwise.store.models import Run, RunStatus
+from wattwise.store.models import Run
 from wattwise.web import series as charts
 from wattwise.web.deps import StoreDep, require_read, require_write
 from wattwise.web.results import LazySeries, cached
@@ -23,16 +22,16 @@ class ErrorOut(BaseModel):
     detail: str
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "The request cannot be answered as asked"},
     401: {"model": ErrorOut, "description": "No valid token (write routes; all routes on a private server)"},
     404: {"model": ErrorOut, "description": "No such run (or metric)"},
 }
-WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+WRITEERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorOut, "description": "The token may only read, or the server is read-only"}
 }
 
-router = APIRouter(dependencies=[Depends(require_read)], responses=_ERRORS)
+router = APIRouter(dependencies=[Depends(require_read)], responses=ERRORS)
 
 MAX_ID = 2**31 - 1
 MAX_T_US = 4_102_444_800_000_000  # 2100-01-01 in µs; below 2**53, exact in JSON numbers
@@ -366,7 +365,7 @@ def list_notes(store: StoreDep, run_id: RunPath) -> list[dict[str, Any]]:
     tags=["notes"],
     summary="Add a note to a run (needs a write token)",
     dependencies=[Depends(require_write)],
-    responses=WRITE_ERRORS,
+    responses=WRITEERRORS,
 )
 def add_note(store: StoreDep, run_id: RunPath, note: NoteIn) -> dict[str, Any]:
     import time
@@ -384,7 +383,7 @@ def add_note(store: StoreDep, run_id: RunPath, note: NoteIn) -> dict[str, Any]:
     tags=["runs"],
     summary="Delete a run with its samples (needs a write token)",
     dependencies=[Depends(require_write)],
-    responses=WRITE_ERRORS,
+    responses=WRITEERRORS,
 )
 def delete_run(store: StoreDep, run_id: RunPath) -> Response:
     run_or_404(store, run_id)
@@ -500,66 +499,4 @@ def compare(
             "alpha": alpha,
             "rows": [asdict(r) for r in rows],
         }
-    )
-
-
-BADGE_FIGURES = {
-    "energy": ("energy_j", "J", "energy"),
-    "carbon": ("carbon_g", "g", "CO₂e"),
-    "power": ("mean_power_w", "W", "power"),
-    "duration": ("duration_s", "s", "duration"),
-}
-
-
-def _si(value: float, unit: str) -> str:
-    from wattwise.units import format_si
-
-    return format_si(value, unit)
-
-
-def badge_svg(label: str, message: str, color: str = "#2f7d32") -> str:
-    """A flat two-part badge; widths estimated from character counts (DejaVu Sans 11 px ≈ 6.5 px/char)."""
-    lw = 10 + int(6.5 * len(label))
-    mw = 10 + int(6.5 * len(message))
-    label_x, msg_x = lw / 2, lw + mw / 2
-    text = f"{label}: {message}"
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{lw + mw}" height="20" role="img" '
-        f'aria-label="{escape(text, {chr(34): "&quot;"})}"><title>{escape(text)}</title>'
-        f'<rect width="{lw}" height="20" fill="#555"/>'
-        f'<rect x="{lw}" width="{mw}" height="20" fill="{color}"/>'
-        '<g fill="#fff" text-anchor="middle" font-family="DejaVu Sans,Verdana,sans-serif" font-size="11">'
-        f'<text x="{label_x}" y="14">{escape(label)}</text><text x="{msg_x}" y="14">{escape(message)}</text>'
-        "</g></svg>"
-    )
-
-
-@router.get(
-    "/runs/{run_id}/badge.svg",
-    tags=["badges"],
-    summary="SVG badge with a phase figure of the run, for a README",
-    response_class=Response,
-    responses={200: {"content": {"image/svg+xml": {}}, "description": "an SVG image"}},
-)
-def badge(
-    store: StoreDep,
-    run_id: RunPath,
-    figure: Literal["energy", "carbon", "power", "duration"] = "energy",
-    phase: Annotated[str, Query(max_length=200)] = "[RUNTIME]",
-    label: Annotated[str | None, Query(max_length=60)] = None,
-) -> Response:
-    run = run_or_404(store, run_id)
-    key, unit, default_label = BADGE_FIGURES[figure]
-    summary = run_summary(store, run)
-    value = next((p.get(key) for p in summary["phases"] if p["name"] == phase), None)
-    estimated = summary.get("estimated")
-    if value is None:
-        message, color = "n/a", "#9e9e9e"
-    else:
-        message = ("≈" if estimated else "") + _si(float(value), unit)
-        color = "#2f7d32" if run.status == RunStatus.FINISHED else "#c77700"
-    return Response(
-        badge_svg(label or default_label, message, color),
-        media_type="image/svg+xml",
-        headers={"Cache-Control": "max-age=300"},
     )

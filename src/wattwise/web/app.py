@@ -57,9 +57,10 @@ def create_app(
     app.state.read_only = read_only
     app.state.read_requires_token = read_requires_token
 
-    from wattwise.web import api, cluster_api, pages
+    from wattwise.web import api, badges, cluster_api, pages
 
     app.include_router(api.router, prefix="/api")
+    app.include_router(badges.router, prefix="/api")
     app.include_router(cluster_api.router, prefix="/api/cluster", tags=["cluster"])
     from wattwise.web import timeline
 

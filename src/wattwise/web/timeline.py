@@ -59,17 +59,18 @@ def timeline_json(store: StoreDep, repo: RepoQuery, branch: BranchQuery = None, 
 def timeline_badge(store: StoreDep, repo: RepoQuery, branch: BranchQuery = None, name: NameQuery = None,
                    phase: PhaseQuery = "[RUNTIME]") -> Response:
     """An SVG badge with the energy of the latest commit's runs (≈ where estimated)."""
-    from wattwise.analysis.timeline import build_timeline, timeline_badge_svg
+    from wattwise.analysis.timeline import build_timeline
     from wattwise.units import format_si
+    from wattwise.web.badges import badge_svg
 
     try:
         result = build_timeline(store, _repo(repo), branch=branch, name=name, phase=phase)
         latest = result.points[-1]
         value = f"{'≈ ' if latest.estimated else ''}{format_si(latest.mean, result.unit)}"
-        svg = timeline_badge_svg("energy", value, "#c62828" if latest.change and (latest.change_relative or 0) > 0
+        svg = badge_svg("energy", value, "#c62828" if latest.change and (latest.change_relative or 0) > 0
                                  else "#2e7d32")
     except WattwiseError:
-        svg = timeline_badge_svg("energy", "no runs", "#9e9e9e")
+        svg = badge_svg("energy", "no runs", "#9e9e9e")
     return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "no-cache"})
 
 
