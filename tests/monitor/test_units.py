@@ -17,7 +17,6 @@ from tests.monitor.conftest import FIXTURES, check_metrics, parse_samples
 from wattwise.errors import ConfigError
 from wattwise.monitor.attribution import split_node_power, unit_shares
 from wattwise.monitor.discovery import Unit, classify, rebase_mounts
-from wattwise.monitor.exporter import parse_listen
 from wattwise.monitor.exposition import Family, escape_label_value, format_value, label_text, render
 from wattwise.monitor.metadata import OwnerResolver, ProjectMap, UserNames, parse_scontrol_job
 from wattwise.monitor.promql import (
@@ -27,6 +26,7 @@ from wattwise.monitor.promql import (
     literal_alternatives,
     selectors,
 )
+from wattwise.monitor.server import parse_listen
 from wattwise.providers.cgroup import CgroupMounts
 
 ASSETS = Path(__file__).resolve().parents[2] / "src" / "wattwise" / "monitor" / "assets"

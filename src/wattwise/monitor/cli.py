@@ -128,10 +128,11 @@ def exporter(
 
     from wattwise.carbon.static import resolve_pue
     from wattwise.errors import ConfigError
-    from wattwise.monitor.exporter import ExporterConfig, MonitorExporter, make_server, parse_listen
+    from wattwise.monitor.exporter import ExporterConfig, MonitorExporter
     from wattwise.monitor.managers import KubernetesPods, LibvirtDomains
     from wattwise.monitor.metadata import OwnerResolver, ProjectMap, UserNames
     from wattwise.monitor.node import IpmiPoller, NodeReader
+    from wattwise.monitor.server import make_server, parse_listen
     from wattwise.providers.estimate import default_power_curve
 
     config = ExporterConfig(
@@ -294,7 +295,7 @@ def monitor_api(
     Two clusters: --prometheus hpc1=http://prom-hpc1:9090 --prometheus hpc2=http://prom-hpc2:9090"""
     from wattwise.monitor.access import UVICORN_OPTIONS, AccessConfig, check_header_trust, default_access
     from wattwise.monitor.aggregate import Aggregator, AggregatorGroup, PromClient, parse_sources
-    from wattwise.monitor.exporter import parse_listen
+    from wattwise.monitor.server import parse_listen
     from wattwise.store import open_store
 
     config = AccessConfig.load(access) if access else default_access()
@@ -347,8 +348,8 @@ def monitor_proxy(
     import uvicorn
 
     from wattwise.monitor.access import UVICORN_OPTIONS, AccessConfig, check_header_trust, default_access
-    from wattwise.monitor.exporter import parse_listen
     from wattwise.monitor.proxy import create_proxy
+    from wattwise.monitor.server import parse_listen
     from wattwise.store import open_store
 
     config = AccessConfig.load(access) if access else default_access()
