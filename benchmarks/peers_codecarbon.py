@@ -2,6 +2,8 @@
 
 Four runs one after the other, in this one benchmark run:
 - `wattwise measure --interval 100ms` and `--interval 1s` (no baseline) around `python -c <burn one core W s>`;
+- the in-process tracker (`wattwise.track(interval="1s")`) in the process doing the work, measured exactly as
+  CodeCarbon's in-process tracker is (the CPU of every thread but the working one);
 - CodeCarbon's `OfflineEmissionsTracker` (machine tracking mode) at `measure_power_secs` 1 s and 15 s, started in
   a Python process that then burns one core for the same W s.
 
@@ -73,6 +75,52 @@ CODECARBON_CHILD = textwrap.dedent(
     open(out, "w").write(json.dumps(result))
     """
 ) % (COUNTRY[1],)
+
+
+TRACKER_CHILD = textwrap.dedent(
+    """
+    import json, sys, time
+    import wattwise
+
+    def cpu_of_other_threads():
+        return time.process_time() - time.thread_time()
+
+    seconds, interval, out, db = float(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+    tracker = wattwise.track("peers", db=db, interval=interval, country="%s").start()
+    start = time.monotonic()
+    end = start + seconds
+    window = [start + 2.0, end - 2.0]
+    marks = []
+    x = 0
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        if window and now >= window[0]:
+            marks.append((now, cpu_of_other_threads()))
+            window.pop(0)
+        x += 1
+    result = tracker.stop()
+    (t0, c0), (t1, c1) = marks
+    open(out, "w").write(json.dumps({
+        "overhead_share": (c1 - c0) / (t1 - t0), "window_s": t1 - t0, "energy_j": result.machine_energy_j,
+        "process_energy_j": result.energy_j, "carbon_g": result.total.carbon_g, "estimated": result.estimated,
+    }))
+    """
+) % (COUNTRY[0],)
+
+
+def tracker_run(seconds: float, interval: str, directory: Path) -> dict[str, Any]:
+    """`wattwise.track()` inside the process doing the work: the CPU of every thread but the working one, as for
+    CodeCarbon's in-process tracker (the same method, the same window)."""
+    out = directory / f"tracker-{interval}.json"
+    script = directory / "tracker_child.py"
+    script.write_text(TRACKER_CHILD)
+    subprocess.run([sys.executable, str(script), str(seconds), interval, str(out), str(directory / "tracker.db")],
+                   check=True, timeout=seconds + 300, cwd=directory, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
 
 
 def _process_cpu_s(pid: int) -> float:
@@ -165,6 +213,7 @@ def codecarbon_comparison(seconds: float = 40.0) -> dict[str, Any]:
         for name, run in (
             ("wattwise_100ms", lambda: wattwise_run(seconds, "100ms", directory)),
             ("wattwise_1s", lambda: wattwise_run(seconds, "1s", directory)),
+            ("tracker_1s", lambda: tracker_run(seconds, "1s", directory)),
             ("codecarbon_1s", lambda: codecarbon_run(seconds, 1.0, directory)),
             ("codecarbon_15s", lambda: codecarbon_run(seconds, 15.0, directory)),
         ):
@@ -175,7 +224,7 @@ def codecarbon_comparison(seconds: float = 40.0) -> dict[str, Any]:
     print(f"after: {_load()}")
     cc1 = results["codecarbon_1s"]["overhead_share"]
     cc15 = results["codecarbon_15s"]["overhead_share"]
-    for ours in ("wattwise_100ms", "wattwise_1s"):
+    for ours in ("wattwise_100ms", "wattwise_1s", "tracker_1s"):
         share = results[ours]["overhead_share"]
         for theirs, value in (("codecarbon_1s", cc1), ("codecarbon_15s", cc15)):
             ratio = share / value if value > 0 else float("inf")
