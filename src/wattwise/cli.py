@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import typer
@@ -122,3 +123,13 @@ def main() -> None:
     except click_exception as exc:  # other click errors (e.g. a file argument that cannot be opened)
         _print_usage_error(exc)
         sys.exit(getattr(exc, "exit_code", 1) or 1)
+    except Exception as exc:  # a bug or an unforeseen failure: one line for the user, the traceback on request
+        if os.environ.get("WATTWISE_DEBUG"):
+            raise
+        from rich.markup import escape
+
+        err_console.print(f"[bold red]error:[/] {escape(type(exc).__name__)}: {escape(str(exc))}", highlight=False,
+                          soft_wrap=True, emoji=False)
+        err_console.print("This is not a mistake of yours: run again with WATTWISE_DEBUG=1 for the traceback and "
+                          "report it.", highlight=False, soft_wrap=True)
+        sys.exit(1)

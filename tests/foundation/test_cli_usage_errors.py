@@ -67,3 +67,26 @@ def test_a_command_after_the_options_keeps_its_own_options(run_cli, tmp_path: Pa
     assert result.returncode == 0, result.stderr
     assert "['-x']" in result.stderr  # with --json the command's output goes to stderr
     assert '"name": "python3 -c import sys; print(sys.argv[1:]) -x"' in result.stdout
+
+
+def test_an_unforeseen_failure_is_one_line_and_the_traceback_is_there_on_request(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from wattwise.cli import app
+
+    def explode() -> None:
+        raise RuntimeError("disk controller on fire")
+
+    app.command("test-explode", hidden=True)(explode)
+    try:
+        monkeypatch.delenv("WATTWISE_DEBUG", raising=False)
+        code, out, err = _run(["test-explode"], capsys, monkeypatch, tmp_path)
+        assert code == 1 and "Traceback" not in out + err
+        assert err.splitlines()[0] == "error: RuntimeError: disk controller on fire"
+        assert "WATTWISE_DEBUG=1" in err
+        monkeypatch.setenv("WATTWISE_DEBUG", "1")
+        monkeypatch.setattr(sys, "argv", ["wattwise", "test-explode"])
+        with pytest.raises(RuntimeError, match="on fire"):
+            main()
+    finally:
+        app.registered_commands[:] = [c for c in app.registered_commands if c.name != "test-explode"]
