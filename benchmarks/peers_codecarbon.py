@@ -34,32 +34,38 @@ COUNTRY = ("DE", "DEU")  # the same grid for both: wattwise --country DE, CodeCa
 
 BURN = "import sys, time\nend = time.time() + float(sys.argv[1])\nx = 0\nwhile time.time() < end:\n    x += 1\n"
 
+#: the workload of both in-process children: one core busy for `seconds`, with the CPU of every other thread of
+#: the process (the tracker's) read 2 s after the start and 2 s before the end (exact ns clocks)
+WORK_LOOP = """
+def cpu_of_other_threads():
+    return time.process_time() - time.thread_time()
+
+start = time.monotonic()
+end = start + seconds
+window = [start + 2.0, end - 2.0]
+marks = []
+x = 0
+while True:
+    now = time.monotonic()
+    if now >= end:
+        break
+    if window and now >= window[0]:
+        marks.append((now, cpu_of_other_threads()))
+        window.pop(0)
+    x += 1
+"""
+
 CODECARBON_CHILD = textwrap.dedent(
     """
     import json, os, sys, threading, time, logging
     from codecarbon import OfflineEmissionsTracker
 
-    def cpu_of_other_threads():
-        # the whole process (threads that ended included) minus this, the main thread: both exact (ns clocks)
-        return time.process_time() - time.thread_time()
 
     seconds, interval, out = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
     tracker = OfflineEmissionsTracker(country_iso_code="%s", measure_power_secs=interval, save_to_file=False,
                                       log_level="error", tracking_mode="machine")
     tracker.start()
-    start = time.monotonic()
-    end = start + seconds
-    window = [start + 2.0, end - 2.0]
-    marks = []
-    x = 0
-    while True:
-        now = time.monotonic()
-        if now >= end:
-            break
-        if window and now >= window[0]:
-            marks.append((now, cpu_of_other_threads()))
-            window.pop(0)
-        x += 1
+    WORK_LOOP
     tracker.stop()
     data = tracker.final_emissions_data
     (t0, c0), (t1, c1) = marks
@@ -74,7 +80,7 @@ CODECARBON_CHILD = textwrap.dedent(
     }
     open(out, "w").write(json.dumps(result))
     """
-) % (COUNTRY[1],)
+).replace("WORK_LOOP", WORK_LOOP.strip()) % (COUNTRY[1],)
 
 
 TRACKER_CHILD = textwrap.dedent(
@@ -82,24 +88,10 @@ TRACKER_CHILD = textwrap.dedent(
     import json, sys, time
     import wattwise
 
-    def cpu_of_other_threads():
-        return time.process_time() - time.thread_time()
 
     seconds, interval, out, db = float(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
     tracker = wattwise.track("peers", db=db, interval=interval, country="%s").start()
-    start = time.monotonic()
-    end = start + seconds
-    window = [start + 2.0, end - 2.0]
-    marks = []
-    x = 0
-    while True:
-        now = time.monotonic()
-        if now >= end:
-            break
-        if window and now >= window[0]:
-            marks.append((now, cpu_of_other_threads()))
-            window.pop(0)
-        x += 1
+    WORK_LOOP
     result = tracker.stop()
     (t0, c0), (t1, c1) = marks
     open(out, "w").write(json.dumps({
@@ -107,7 +99,7 @@ TRACKER_CHILD = textwrap.dedent(
         "process_energy_j": result.energy_j, "carbon_g": result.total.carbon_g, "estimated": result.estimated,
     }))
     """
-) % (COUNTRY[0],)
+).replace("WORK_LOOP", WORK_LOOP.strip()) % (COUNTRY[0],)
 
 
 def tracker_run(seconds: float, interval: str, directory: Path) -> dict[str, Any]:
