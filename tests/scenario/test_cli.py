@@ -165,7 +165,9 @@ def test_iterations_commit_hash_and_phase_stats(tmp_path: Path, needs_cgroups: N
     scenario.write_text(
         "name: counted\nauthor: t\ndescription: d\nservices:\n  app: {}\n"
         "flow:\n  - name: Work\n    container: app\n    commands:\n      - type: console\n"
-        "        command: echo __GMT_VAR_WORD__\n"
+        # long enough for the sampler to read inside [RUNTIME] on a fast, idle machine (a run of a few ms has
+        # no energy of its own, and the iterations table then has no mean ± sd)
+        "        command: sh -c 'sleep 0.3; echo __GMT_VAR_WORD__'\n"
     )
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
     subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)

@@ -29,10 +29,12 @@ def db(tmp_path: Path) -> str:
 def test_two_phases_tile_the_run_and_energy_grows_with_work(db: str) -> None:
     threads_before = set(threading.enumerate())
     with wattwise.track("known work", db=db, interval="100ms", intensity_g_per_kwh=400, pue=1.5) as t:
+        # long enough on a fast, idle machine for /proc/stat's 10 ms ticks to see each phase's busy time (the
+        # process's share needs it)
         t.phase("small")
-        burn(300_000)
+        burn(3_000_000)
         t.phase("big")
-        burn(1_200_000)  # four times the work
+        burn(12_000_000)  # four times the work
         t.note("done")
     result = t.result
     assert result is not None and result.status == "finished"
